@@ -1,0 +1,1 @@
+"""The `replan` command line: one typer app, one sub-app per command group."""

@@ -1,0 +1,49 @@
+"""`replan`: the single entry point for every command.
+
+Command modules are imported here to register them, so they must stay light at import: torch, diffusers
+and the services are imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from replan_common import __version__
+
+app = typer.Typer(
+    name="replan",
+    help="Reasoning-guided, region-aware image editing: planner, editors, gateway, benchmarks, rewards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"replan-suite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Reasoning-guided, region-aware image editing."""
+
+
+def _register() -> None:
+    from replan_common.cli.parse_plan import parse_plan
+
+    app.command("parse-plan", help="Read planner output (or plan JSON) and print the normalised plan.")(parse_plan)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""HTTP helpers shared by every FastAPI service: error envelope, request ids, metrics, health, clients."""
