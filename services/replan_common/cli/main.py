@@ -36,7 +36,12 @@ def _root(
     """Reasoning-guided, region-aware image editing."""
 
 
+serve_app = typer.Typer(help="Run one service in the foreground.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
 def _register() -> None:
+    """Attach every command. Each service keeps its commands in its own `cli` module."""
     from replan_common.cli.parse_plan import parse_plan
 
     app.command("parse-plan", help="Read planner output (or plan JSON) and print the normalised plan.")(parse_plan)
