@@ -55,18 +55,28 @@ class RegionPlan(BaseModel):
     global_prompt: str = Field(description="Instruction for the whole image (`<gen_image>`).")
     regions: tuple[Region, ...] = Field(default=(), description="Local edits; boxes may overlap.")
 
+    @field_validator("reasoning", "global_prompt")
+    @classmethod
+    def _strip_text(cls, text: str) -> str:
+        # The parser strips tag contents; stripping here too keeps the tagged text and the plan JSON
+        # forms of one plan equal, so serialise-then-parse gives the same plan.
+        return text.strip()
+
     @property
     def is_empty(self) -> bool:
         """True when the plan carries no region guidance at all."""
         return not self.regions
 
     def to_tagged_text(self) -> str:
-        """Serialise in the planner's own format, so the plan can be re-parsed or sent to the original tools."""
+        """Serialise in the planner's format, so the plan can be re-parsed or sent to the original tools."""
         regions = [{"bbox_2d": [_plain_number(v) for v in r.bbox], "hint": r.hint} for r in self.regions]
+        # "<" only occurs inside JSON strings; escaping it keeps a hint such as "a </region> sign" from
+        # closing the tag early, and json.loads reads it back unchanged.
+        regions_json = json.dumps(regions, ensure_ascii=False).replace("<", "\\u003c")
         return (
             f"<think>{self.reasoning}</think>"
             f"<gen_image>{self.global_prompt}</gen_image>"
-            f"<region>{json.dumps(regions, ensure_ascii=False)}</region>"
+            f"<region>{regions_json}</region>"
         )
 
 
@@ -75,5 +85,5 @@ def _plain_number(v: float) -> int | float:
 
 
 def region_plan_json_schema() -> dict[str, Any]:
-    """The JSON schema of `RegionPlan`, as served in the OpenAPI documents and used for structured decoding."""
+    """The JSON schema of `RegionPlan`, as served in the OpenAPI documents and used for structured output."""
     return RegionPlan.model_json_schema()
