@@ -60,9 +60,7 @@ def decode_base64_image_data(data: str, *, limits: ImageLimits, param: str = "im
 def decode_image(raw: bytes, *, limits: ImageLimits, param: str = "image") -> Image.Image:
     """An RGB image from PNG/JPEG/WebP bytes, EXIF-oriented, within `limits`."""
     if len(raw) > limits.max_bytes:
-        raise ImageTooLarge(
-            f"image has {len(raw)} bytes; the limit is {limits.max_bytes}", param=param
-        )
+        raise ImageTooLarge(f"image has {len(raw)} bytes; the limit is {limits.max_bytes}", param=param)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -103,7 +101,9 @@ def decode_image(raw: bytes, *, limits: ImageLimits, param: str = "image") -> Im
 
 def decode_image_b64(data: str, *, limits: ImageLimits, param: str = "image") -> Image.Image:
     """`decode_image` of a base64 string or data URI."""
-    return decode_image(decode_base64_image_data(data, limits=limits, param=param), limits=limits, param=param)
+    return decode_image(
+        decode_base64_image_data(data, limits=limits, param=param), limits=limits, param=param
+    )
 
 
 def encode_png(image: Image.Image) -> bytes:

@@ -7,7 +7,14 @@ are defined here once and listed in docs/operations.md.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
 
@@ -31,8 +38,12 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
-        self.info = Gauge("replan_service_info", "Always 1; labels describe the service.", ["service", "version"],
-                          registry=self.registry)
+        self.info = Gauge(
+            "replan_service_info",
+            "Always 1; labels describe the service.",
+            ["service", "version"],
+            registry=self.registry,
+        )
         from replan_common import __version__
 
         self.info.labels(service, __version__).set(1)

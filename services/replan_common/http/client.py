@@ -17,7 +17,13 @@ from typing import Any
 import httpx
 
 from replan_common.context import REQUEST_ID_HEADER, get_request_id
-from replan_common.errors import ReplanError, ServiceUnavailable, UpstreamError, UpstreamTimeout, error_from_envelope
+from replan_common.errors import (
+    ReplanError,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    error_from_envelope,
+)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,13 @@ class RequestContextMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
 
+    async def _reject(self, declared: int | None, scope: Scope, receive: Receive, send: Send) -> None:
+        size = f"{declared} bytes" if declared is not None else "larger than that"
+        error = PayloadTooLarge(
+            f"request body is {size}; the limit is {self.max_body_bytes} bytes", code="request_too_large"
+        )
+        await error_response(error)(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -57,14 +64,18 @@ class RequestContextMiddleware:
 
         try:
             declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                too_large = PayloadTooLarge(
-                    f"request body is {int(declared)} bytes; the limit is {self.max_body_bytes}",
-                    code="request_too_large",
-                )
-                await error_response(too_large)(scope, receive, send_with_id)
+            if declared is not None and declared.isdigit():
+                if int(declared) > self.max_body_bytes:
+                    await self._reject(int(declared), scope, receive, send_with_id)
+                    return
+                await self.app(scope, receive, send_with_id)
                 return
-            await self.app(scope, _limited(receive, self.max_body_bytes), send_with_id)
+            # No declared length (chunked): buffer up to the limit, then replay to the app.
+            body, more = await _read_up_to(receive, self.max_body_bytes)
+            if more:
+                await self._reject(None, scope, receive, send_with_id)
+                return
+            await self.app(scope, _replay(body, receive), send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
@@ -81,19 +92,32 @@ class RequestContextMiddleware:
             reset_request_id(token)
 
 
-def _limited(receive: Receive, limit: int) -> Callable[[], Awaitable[MutableMapping[str, Any]]]:
-    """Wrap `receive` so a chunked body larger than `limit` fails with 413 instead of filling memory."""
-    seen = 0
+async def _read_up_to(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Read the request body; stop once it exceeds `limit`. Returns (body, exceeded)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[MutableMapping[str, Any]]]:
+    """A `receive` that hands the buffered body over once, then defers to the real channel (disconnects)."""
+    sent = False
 
     async def wrapped() -> MutableMapping[str, Any]:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise PayloadTooLarge(
-                    f"request body exceeds the limit of {limit} bytes", code="request_too_large"
-                )
-        return message
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
 
     return wrapped
