@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import ProcessorMixin, Qwen2_5_VLProcessor, Qwen2VLProcessor
 
+from replan_common.tiny.modules import own_cpu_storage
 from replan_common.tiny.tokenizers import build_qwen2_tokenizer
 
 #: A minimal Qwen2.5-VL chat template: default system turn, images as vision start / pad / end.
@@ -41,27 +43,37 @@ QWEN_VL_CHAT_TEMPLATE = (
 _CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 
-def _processor_class() -> type:
-    from transformers import Qwen2_5_VLProcessor
+class _NoVideoProcessorMixin:
+    """Allow a missing video processor (its class needs torchvision); save/load without it."""
 
-    class ImageOnlyQwenVLProcessor(Qwen2_5_VLProcessor):  # type: ignore[misc, valid-type]
-        """Qwen2.5-VL processor that allows a missing video processor (no torchvision needed)."""
+    def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
+        if argument is None:
+            return None
+        return super().check_argument_for_proper_class(argument_name, argument)  # type: ignore[misc]
 
-        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
-            if argument is None:
-                return None
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-    return ImageOnlyQwenVLProcessor
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> list[str]:
+        save_qwen_vl_processor(self, save_directory)
+        return [str(save_directory)]
 
 
-def make_qwen_vl_processor(tokenizer: Any, image_processor: Any, chat_template: str | None = None) -> Any:
-    """Wrap a tokenizer and an image processor into a Qwen2.5-VL processor with no video processor."""
-    cls = _processor_class()
+class ImageOnlyQwenVLProcessor(_NoVideoProcessorMixin, Qwen2_5_VLProcessor):  # type: ignore[misc]
+    """Qwen2.5-VL processor (the planner's) with no video processor; `load_qwen_vl_processor` reads it back."""
+
+
+class ImageOnlyQwen2VLProcessor(_NoVideoProcessorMixin, Qwen2VLProcessor):  # type: ignore[misc]
+    """Qwen2-VL processor (what Qwen-Image-Edit's pipeline declares) with no video processor."""
+
+
+def make_qwen_vl_processor(
+    tokenizer: Any,
+    image_processor: Any,
+    chat_template: str | None = None,
+    *,
+    cls: type[ProcessorMixin] = ImageOnlyQwenVLProcessor,
+) -> Any:
+    """Wrap a tokenizer and an image processor into a Qwen-VL processor with no video processor."""
     template = chat_template or getattr(tokenizer, "chat_template", None)
-    return cls(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template
-    )
+    return cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template)
 
 
 def tiny_qwen_vl_config(tokenizer: Any, *, hidden_size: int = 64, num_layers: int = 2) -> Any:
@@ -112,20 +124,26 @@ def tiny_qwen_vl_config(tokenizer: Any, *, hidden_size: int = 64, num_layers: in
     )
 
 
-def build_tiny_qwen_vl_processor() -> Any:
+def build_tiny_qwen_vl_processor(cls: type[ProcessorMixin] = ImageOnlyQwenVLProcessor) -> Any:
     """The tiny model's processor: local BPE tokenizer + chat template, PIL image processor, no video."""
     from transformers import Qwen2VLImageProcessorPil
 
     tokenizer = build_qwen2_tokenizer(chat_template=QWEN_VL_CHAT_TEMPLATE)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
-    return make_qwen_vl_processor(tokenizer, image_processor, QWEN_VL_CHAT_TEMPLATE)
+    return make_qwen_vl_processor(tokenizer, image_processor, QWEN_VL_CHAT_TEMPLATE, cls=cls)
 
 
-def build_tiny_qwen_vl(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) -> tuple[Any, Any]:
+def build_tiny_qwen_vl(
+    seed: int = 0,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    processor_cls: type[ProcessorMixin] = ImageOnlyQwenVLProcessor,
+) -> tuple[Any, Any]:
     """`(Qwen2_5_VLForConditionalGeneration in eval mode, processor)`, random weights seeded by `seed`."""
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    processor = build_tiny_qwen_vl_processor()
+    processor = build_tiny_qwen_vl_processor(processor_cls)
     config = tiny_qwen_vl_config(processor.tokenizer, hidden_size=hidden_size, num_layers=num_layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -158,17 +176,26 @@ def save_tiny_qwen_vl(directory: str | os.PathLike[str], seed: int = 0) -> Path:
     return path
 
 
-def load_qwen_vl_processor(model: str | os.PathLike[str], *, local_files_only: bool = False) -> Any:
+def load_qwen_vl_processor(
+    model: str | os.PathLike[str],
+    *,
+    subfolder: str = "",
+    local_files_only: bool = False,
+    cls: type[ProcessorMixin] = ImageOnlyQwenVLProcessor,
+) -> Any:
     """Load a Qwen2.5-VL processor from a hub id or local directory without needing torchvision."""
     from transformers import AutoImageProcessor, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
-    image_processor = AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only)
+    kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+    if subfolder:
+        kwargs["subfolder"] = subfolder
+    tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
+    image_processor = AutoImageProcessor.from_pretrained(model, **kwargs)
     template = getattr(tokenizer, "chat_template", None)
-    local_template = Path(model) / _CHAT_TEMPLATE_FILE
+    local_template = Path(model) / subfolder / _CHAT_TEMPLATE_FILE
     if template is None and local_template.is_file():
         template = local_template.read_text(encoding="utf-8")
-    return make_qwen_vl_processor(tokenizer, image_processor, template)
+    return make_qwen_vl_processor(tokenizer, image_processor, template, cls=cls)
 
 
 def load_qwen_vl(
@@ -185,5 +212,5 @@ def load_qwen_vl(
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": local_files_only}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    vlm = Qwen2_5_VLForConditionalGeneration.from_pretrained(model, **kwargs).to(device)
+    vlm = own_cpu_storage(Qwen2_5_VLForConditionalGeneration.from_pretrained(model, **kwargs).to(device))
     return vlm.eval(), load_qwen_vl_processor(model, local_files_only=local_files_only)

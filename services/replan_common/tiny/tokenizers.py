@@ -9,7 +9,10 @@ process; each call still returns a fresh tokenizer object.
 
 from __future__ import annotations
 
-import json
+import itertools
+import math
+import string
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -52,8 +55,7 @@ _CORPUS: tuple[str, ...] = (
     "<think>The user wants the cup replaced.</think><gen_image>keep remaining part of image unchanged."
     '</gen_image><region>[{"bbox_2d": [12, 40, 96, 120], "point_2d": [50, 80], '
     '"hint": "a small potted plant"}]</region>',
-    '{"reasoning": "", "global_prompt": "make it snowy", '
-    '"regions": [{"bbox": [0, 0, 64, 64], "hint": "snow"}]}',
+    '{"reasoning": "", "global_prompt": "make it snowy", "regions": [{"bbox": [0, 0, 64, 64], "hint": "snow"}]}',
     "0 1 2 3 4 5 6 7 8 9 10 16 32 64 100 128 256 512 1024 [ ] { } < > : , . \" ' / \\ ( ) - _ = + * # ! ?",
     "the quick brown fox jumps over the lazy dog THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG",
 )
@@ -64,26 +66,67 @@ def training_corpus() -> tuple[str, ...]:
     return _CORPUS
 
 
+def _learn_bpe(words: Counter[tuple[str, ...]], num_merges: int) -> list[tuple[str, str]]:
+    """Greedy BPE on pre-split words; ties are broken by the pair itself, so every process learns the same.
+
+    (The `tokenizers` trainers break ties in hash-map order, which differs between processes.)
+    """
+    vocab = dict(words)
+    merges: list[tuple[str, str]] = []
+    for _ in range(num_merges):
+        counts: Counter[tuple[str, str]] = Counter()
+        for word, freq in vocab.items():
+            for pair in itertools.pairwise(word):
+                counts[pair] += freq
+        if not counts:
+            break
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        merged: dict[tuple[str, ...], int] = {}
+        for word, freq in vocab.items():
+            out: list[str] = []
+            i = 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            key = tuple(out)
+            merged[key] = merged.get(key, 0) + freq
+        vocab = merged
+    return merges
+
+
+def _byte_alphabet() -> list[str]:
+    from tokenizers import pre_tokenizers
+
+    return sorted(pre_tokenizers.ByteLevel.alphabet())
+
+
 @cache
 def _qwen_vocab_and_merges(vocab_size: int) -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Regex, pre_tokenizers
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
+    pre = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(_QWEN_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer)
-    model: dict[str, Any] = json.loads(tok.to_str())["model"]
-    vocab = dict(model["vocab"])
+    words: Counter[tuple[str, ...]] = Counter()
+    for text in _CORPUS:
+        for piece, _ in pre.pre_tokenize_str(text):
+            words[tuple(piece)] += 1
+    alphabet = _byte_alphabet()
+    merges = _learn_bpe(words, vocab_size - len(alphabet))
+    vocab = {token: i for i, token in enumerate(alphabet)}
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
     for special in QWEN_SPECIAL_TOKENS:
         vocab.setdefault(special, len(vocab))
-    return vocab, tuple(tuple(m) for m in model["merges"])  # type: ignore[misc]
+    return vocab, tuple(merges)
 
 
 def build_qwen2_tokenizer(*, vocab_size: int = 400, chat_template: str | None = None) -> Any:
@@ -104,23 +147,25 @@ def build_qwen2_tokenizer(*, vocab_size: int = 400, chat_template: str | None = 
 
 @cache
 def _clip_vocab_and_merges(vocab_size: int) -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
 
-    tok = Tokenizer(models.BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|startoftext|>", "<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer)
-    model: dict[str, Any] = json.loads(tok.to_str())["model"]
-    return dict(model["vocab"]), tuple(tuple(m) for m in model["merges"])  # type: ignore[misc]
+    alphabet = _byte_alphabet()
+    base = ["<|startoftext|>", "<|endoftext|>", *alphabet, *(c + "</w>" for c in alphabet)]
+    vocab = {token: i for i, token in enumerate(base)}
+    # Split the corpus exactly as CLIPTokenizer will (its own normalizer and pre-tokenizer).
+    backend = CLIPTokenizer(vocab=dict(vocab), merges=[]).backend_tokenizer
+    words: Counter[tuple[str, ...]] = Counter()
+    for text in _CORPUS:
+        normalized = backend.normalizer.normalize_str(text) if backend.normalizer else text
+        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized):
+            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+    merges = _learn_bpe(words, vocab_size - len(base))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    return vocab, tuple(merges)
 
 
-def build_clip_tokenizer(*, vocab_size: int = 400, model_max_length: int = 77) -> Any:
+def build_clip_tokenizer(*, vocab_size: int = 800, model_max_length: int = 77) -> Any:
     """A byte-level BPE `CLIPTokenizer` (Flux pads the pooled prompt to 77 tokens)."""
     from transformers import CLIPTokenizer
 
@@ -130,18 +175,21 @@ def build_clip_tokenizer(*, vocab_size: int = 400, model_max_length: int = 77) -
 
 @cache
 def _t5_vocab(vocab_size: int) -> tuple[tuple[str, float], ...]:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer)
-    return tuple((str(p), float(s)) for p, s in json.loads(tok.to_str())["model"]["vocab"])
+    """A Unigram vocabulary: T5's specials, then corpus words by frequency, then single characters."""
+    words: Counter[str] = Counter()
+    chars: set[str] = set(string.printable.strip()) | {"▁"}
+    for text in _CORPUS:
+        for word in text.split():
+            words["▁" + word] += 1
+            chars.update(word)
+    total = sum(words.values())
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    char_pieces = sorted(chars)
+    budget = max(0, vocab_size - len(pieces) - len(char_pieces))
+    for word, freq in sorted(words.items(), key=lambda item: (-item[1], item[0]))[:budget]:
+        pieces.append((word, math.log(freq / total)))
+    pieces.extend((c, -20.0) for c in char_pieces)
+    return tuple(pieces)
 
 
 def build_t5_tokenizer(*, vocab_size: int = 300, model_max_length: int = 512) -> Any:

@@ -28,9 +28,7 @@ def image() -> Image.Image:
 
 def test_tokenizer_round_trips_planner_output() -> None:
     tok = build_qwen2_tokenizer()
-    text = (
-        '<think>x</think><gen_image>G</gen_image><region>[{"bbox_2d": [1, 2, 30, 40], "hint": "Z!"}]</region>'
-    )
+    text = '<think>x</think><gen_image>G</gen_image><region>[{"bbox_2d": [1, 2, 30, 40], "hint": "Z!"}]</region>'
     ids = tok(text).input_ids
     assert tok.decode(ids) == text
     assert tok.unk_token_id not in ids or tok.unk_token == tok.eos_token  # byte-level: never unknown
