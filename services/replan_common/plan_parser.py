@@ -42,6 +42,8 @@ _PARAM_BY_TAG = {
     "region": "regions",
 }
 _EXCERPT_CHARS = 60
+_EXPECTED_FORMAT = "<think>…</think><gen_image>…</gen_image><region>[…]</region>"
+_EXPECTED_REGION = '{"bbox_2d": [x1, y1, x2, y2], "hint": "…"}'
 
 
 def parse_planner_output(text: str, *, require_regions: bool = True) -> RegionPlan:
@@ -54,13 +56,15 @@ def parse_planner_output(text: str, *, require_regions: bool = True) -> RegionPl
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise PlanParseError(
-            "the planner output is empty; expected "
-            "<think>…</think><gen_image>…</gen_image><region>[…]</region>",
+            f"the planner output is empty; expected {_EXPECTED_FORMAT}",
             code="empty_output",
         )
+    plan_json = _plan_json_candidate(text, anywhere=False)
+    if plan_json is not None:
+        return _parse_plan_json(plan_json, require_regions=require_regions)
     blocks = _find_blocks(text)
     if not blocks:
-        plan_json = _plan_json_candidate(text)
+        plan_json = _plan_json_candidate(text, anywhere=True)
         if plan_json is not None:
             return _parse_plan_json(plan_json, require_regions=require_regions)
     return _parse_tagged(text, blocks, require_regions=require_regions)
@@ -106,9 +110,9 @@ def _find_blocks(text: str) -> dict[str, list[str]]:
             # Some chat templates put <think> in the prompt, so the answer starts inside the reasoning.
             blocks["think"] = [text[: match.start()]]
         else:
+            near = _excerpt_around(text, match.start())
             raise PlanParseError(
-                f"found </{name}> without a matching <{name}> before it, "
-                f"near {_excerpt_around(text, match.start())}",
+                f"found </{name}> without a matching <{name}> before it, near {near}",
                 code="unmatched_tag",
                 param=_PARAM_BY_TAG[name],
             )
@@ -181,12 +185,17 @@ def _parse_region_json(content: str) -> tuple[Region, ...]:
 # --- plan JSON -----------------------------------------------------------------------------------------
 
 
-def _plan_json_candidate(text: str) -> str | None:
-    """The JSON object text when the output is a plan JSON (bare or fenced) rather than tagged text."""
+def _plan_json_candidate(text: str, *, anywhere: bool) -> str | None:
+    """The JSON object text when the output is a plan JSON (bare or fenced) rather than tagged text.
+
+    Output that *is* a JSON object (or one fenced object) is read as JSON before tags are looked for, so
+    a reasoning string that mentions "<region>" does not turn it into tagged text; a fenced object after
+    some prose counts only when the output has no tags (`anywhere`).
+    """
     stripped = text.strip()
     if stripped.startswith("{"):
         return stripped
-    fence = _FENCE.search(stripped)
+    fence = _FENCE.search(stripped) if anywhere else _FENCE.match(stripped)
     if fence and fence.group(1).strip().startswith("{"):
         return fence.group(1).strip()
     return None
@@ -252,7 +261,7 @@ def _parse_regions(value: Any) -> tuple[Region, ...]:
         )
     if not isinstance(value, list):
         raise PlanParseError(
-            f"the regions are {_json_type(value)} {_excerpt(json.dumps(value))}; expected a list of objects",
+            f"the regions are {_describe(value)}; expected a list of objects",
             code="region_not_list",
             param="regions",
         )
@@ -262,8 +271,7 @@ def _parse_regions(value: Any) -> tuple[Region, ...]:
 def _parse_region(item: Any, where: str) -> Region:
     if not isinstance(item, dict):
         raise PlanParseError(
-            f"region is {_json_type(item)} {_excerpt(json.dumps(item))}; "
-            'expected an object {"bbox_2d": [x1, y1, x2, y2], "hint": "…"}',
+            f"region is {_describe(item)}; expected an object {_EXPECTED_REGION}",
             code="region_not_object",
             param=where,
         )
@@ -283,7 +291,7 @@ def _parse_bbox(item: dict[str, Any], param: str) -> tuple[float, float, float, 
     raw = item["bbox_2d"] if "bbox_2d" in item else item.get("bbox")
     if raw is None:
         raise PlanParseError(
-            f"region has no bbox_2d (keys: {_keys(item)}); expected [x1, y1, x2, y2] in pixels",
+            f"region has no bbox_2d or bbox (keys: {_keys(item)}); expected [x1, y1, x2, y2] in pixels",
             code="missing_bbox",
             param=param,
         )
@@ -323,7 +331,7 @@ def _parse_hint(item: dict[str, Any], param: str) -> str:
     hint = item["hint"]
     if not isinstance(hint, str):
         raise PlanParseError(
-            f"hint is {_json_type(hint)} {_excerpt(json.dumps(hint))}; expected a string",
+            f"hint is {_describe(hint)}; expected a string",
             code="bad_hint",
             param=param,
         )
@@ -367,6 +375,13 @@ def _load_json(body: str, *, param: str | None) -> Any:
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(value), "a number")
+
+
+def _describe(value: Any) -> str:
+    """Type and short excerpt of a JSON value, for messages: "a string 'the saucer'"."""
+    if value is None:
+        return "null"
+    return f"{_json_type(value)} {_excerpt(json.dumps(value, ensure_ascii=False))}"
 
 
 def _keys(obj: dict[str, Any]) -> str:
