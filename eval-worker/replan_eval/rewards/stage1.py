@@ -82,9 +82,7 @@ _REGION_CAP = 1.0
 
 _TAG_SPACE = re.compile(r"\s*([<>/])\s*")
 _REGION_PRESENT = re.compile(r"<region>.*?</region>", re.DOTALL)
-_FORMAT_WITH_REGION = re.compile(
-    r"<think>.*?</think>\s*<gen_image>.*?</gen_image>\s*<region>.*?</region>", re.DOTALL
-)
+_FORMAT_WITH_REGION = re.compile(r"<think>.*?</think>\s*<gen_image>.*?</gen_image>\s*<region>.*?</region>", re.DOTALL)
 _FORMAT_WITHOUT_REGION = re.compile(r"<think>.*?</think>\s*<gen_image>.*?</gen_image>", re.DOTALL)
 
 

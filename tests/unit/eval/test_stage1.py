@@ -220,9 +220,7 @@ def test_there_are_at_least_twenty_hand_computed_cases() -> None:
 
 def test_repeated_tag_pairs_still_match_the_format_as_the_original() -> None:
     # Lazy tag contents may span tags; the original's fullmatch accepts this and so do we.
-    response = (
-        f"<think>{THINK}</think><gen_image>a</gen_image><think>again</think><gen_image>{KEEP}</gen_image>"
-    )
+    response = f"<think>{THINK}</think><gen_image>a</gen_image><think>again</think><gen_image>{KEEP}</gen_image>"
     assert score_stage1(response).format == 1.0
 
 
