@@ -1,0 +1,73 @@
+"""Building the region-edit pipeline a worker (or the CLI) serves, from `EditorSettings`.
+
+The only place that turns settings into a `RegionEditPipeline`: the tiny preset (random weights, CPU) or a
+checkpoint (`from_pretrained`), optionally compiled. Torch and diffusers are imported inside the functions,
+so importing this module is free; `load_pipeline` runs on the worker's device thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from replan_editor.settings import DEFAULT_MODELS, EditorSettings, Preset
+from replan_editor.worker import EditPipeline
+
+logger = logging.getLogger(__name__)
+
+
+def load_pipeline(settings: EditorSettings) -> EditPipeline:
+    """Load (and compile, when asked) the pipeline `settings` describe."""
+    import torch
+
+    from replan_editor.pipelines import RegionEditPipeline
+
+    device = settings.resolved_device
+    if settings.preset is Preset.TINY:
+        logger.warning(
+            "preset tiny: random-weight %s pipeline on %s; edits are noise, for tests and demos only",
+            settings.backbone.value,
+            device,
+        )
+        pipeline = RegionEditPipeline.tiny(settings.backbone, seed=settings.tiny_seed, device=device)
+    else:
+        model = settings.model or DEFAULT_MODELS[settings.backbone]
+        logger.info("loading %s from %s on %s", settings.backbone.value, model, device)
+        pipeline = RegionEditPipeline.from_pretrained(
+            settings.backbone,
+            model,
+            device=device,
+            dtype=getattr(torch, settings.resolved_dtype.value),
+            local_files_only=settings.local_files_only,
+        )
+    if settings.compile:
+        compile_pipeline(pipeline)
+    return pipeline
+
+
+def compile_pipeline(pipeline: object) -> None:
+    """Compile the pipeline's denoiser in place (the pipeline's own `compile()` when it has one)."""
+    own = getattr(pipeline, "compile", None)
+    if callable(own):
+        own()
+        return
+    raise RuntimeError(
+        f"{type(pipeline).__name__} has no compile(); run with REPLAN_EDITOR_COMPILE=false"
+    )
+
+
+def available_kernels(device: str) -> list[str]:
+    """Region-attention kernels usable on `device`, as the attention registry reports them."""
+    try:
+        registry = importlib.import_module("replan_editor.attention.registry")
+    except ImportError:
+        return []
+    for name in ("available_kernels", "available"):
+        probe = getattr(registry, name, None)
+        if callable(probe):
+            try:
+                kernels = probe(device)
+            except TypeError:
+                kernels = probe()
+            return [getattr(k, "value", str(k)) for k in kernels]
+    return []
