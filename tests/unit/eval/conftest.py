@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from replan_eval.judge import JudgeImage, JudgeInputs
+from replan_eval.judge import JudgeImage, JudgeInputs, JudgeRequest, TextPart
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -28,3 +28,23 @@ def judge_inputs() -> JudgeInputs:
         edited=edited,
         original=original,
     )
+
+
+class FixedScores:
+    """A JudgeClient stand-in answering each dimension with a fixed score (None: an unreadable reply)."""
+
+    def __init__(self, scores: dict[str, int | None]) -> None:
+        self.scores = scores
+        self.calls = 0
+
+    @property
+    def judge_id(self) -> str:
+        return "fixed:test"
+
+    def complete(self, request: JudgeRequest) -> str:
+        self.calls += 1
+        text = "".join(p.text for p in request.parts if isinstance(p, TextPart))
+        for dimension, score in self.scores.items():
+            if f'"{dimension}_score"' in text:
+                return "I cannot tell." if score is None else f'{{"reasoning": "r", "{dimension}_score": {score}}}'
+        raise AssertionError("prompt for an unexpected dimension")

@@ -1,0 +1,91 @@
+"""How the worker reaches editor services: the `EditorClient` protocol, its HTTP implementation, a pool.
+
+GPU work stays in the editor services; the worker only POSTs `EditRequest` JSON to
+``{editor_url}/v1/edit`` and reads an `EditResponse`. `HttpEditorClient` rides on `replan_common`'s
+blocking `ServiceClient`, so an editor's error envelope (e.g. a 422 ``invalid_plan`` naming the bad
+region) arrives here as the same typed error. `EditorPool` spreads concurrent edits over several editor
+workers (one per GPU), always choosing the one with the fewest edits in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from replan_common.errors import UpstreamError
+from replan_common.http.client import RetryPolicy, ServiceClient
+from replan_common.protocol import EditRequest, EditResponse
+
+__all__ = ["EditorClient", "EditorPool", "HttpEditorClient"]
+
+
+class EditorClient(Protocol):
+    """Anything that performs one edit. Raises a `ReplanError` when the edit cannot be done."""
+
+    def edit(self, request: EditRequest) -> EditResponse: ...
+
+
+class HttpEditorClient:
+    """One editor service at ``base_url`` (``http://host:port``, without ``/v1``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: SecretStr | None = None,
+        timeout_s: float = 600.0,
+        retry: RetryPolicy = RetryPolicy(attempts=3, backoff_s=5.0, backoff_max_s=30.0),
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"editor URL must start with http:// or https://, got {base_url!r}")
+        headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"} if api_key else None
+        self.base_url = base_url.rstrip("/")
+        self._client = ServiceClient(
+            self.base_url, service="editor", timeout_s=timeout_s, retry=retry, headers=headers, transport=transport
+        )
+
+    def edit(self, request: EditRequest) -> EditResponse:
+        # Same image, plan, settings and seed give the same result, so a retried edit is safe.
+        response = self._client.request(
+            "POST", "/v1/edit", json=request.model_dump(mode="json", exclude_none=True), idempotent=True
+        )
+        try:
+            return EditResponse.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise UpstreamError(
+                f"editor at {self.base_url} answered /v1/edit with a body that is not an EditResponse: "
+                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
+                code="editor_bad_reply",
+            ) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class EditorPool:
+    """Least-busy dispatch over several editors; itself an `EditorClient`. Thread-safe."""
+
+    def __init__(self, editors: Sequence[EditorClient]) -> None:
+        if not editors:
+            raise ValueError("an editor pool needs at least one editor")
+        self._editors = list(editors)
+        self._in_flight = [0] * len(self._editors)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._editors)
+
+    def edit(self, request: EditRequest) -> EditResponse:
+        with self._lock:
+            index = min(range(len(self._editors)), key=self._in_flight.__getitem__)
+            self._in_flight[index] += 1
+        try:
+            return self._editors[index].edit(request)
+        finally:
+            with self._lock:
+                self._in_flight[index] -= 1
