@@ -138,7 +138,8 @@ def validate_box(box: BBox, size: Size, *, param: str, max_overhang: float = 0.5
     if inside < (1.0 - max_overhang) * total:
         raise InvalidRegion(
             f"box {list(box)} lies mostly outside the {size.width}x{size.height} image "
-            f"({100 * (1 - inside / total):.0f}% of its area; at most {100 * max_overhang:.0f}% may overhang)",
+            f"({100 * (1 - inside / total):.0f}% of its area; "
+            f"at most {100 * max_overhang:.0f}% may overhang)",
             code="bbox_outside_image",
             param=param,
         )
@@ -147,9 +148,15 @@ def validate_box(box: BBox, size: Size, *, param: str, max_overhang: float = 0.5
 
 def scale_box(box: BBox, src: Size, dst: Size) -> BBox:
     """Map a box from one pixel space to another of the same image (independent x and y scales)."""
-    sx, sy = dst.width / src.width, dst.height / src.height
+    # Multiply before dividing: `x * (dst / src)` rounds twice, so an edge that lands exactly on a token
+    # boundary (e.g. 500 px of 1000 -> 512 of 1024) could come out a hair off and gain a token row.
     x1, y1, x2, y2 = box
-    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+    return (
+        x1 * dst.width / src.width,
+        y1 * dst.height / src.height,
+        x2 * dst.width / src.width,
+        y2 * dst.height / src.height,
+    )
 
 
 def _round_by(value: float, factor: int) -> int:
@@ -201,7 +208,7 @@ def kontext_working_size(size: Size) -> Size:
 
 
 def qwen_edit_working_size(size: Size, *, target_area: int = 1024 * 1024) -> Size:
-    """About `target_area` pixels at the input's aspect ratio, multiples of 32 (then of 16), as Qwen-Image-Edit."""
+    """About `target_area` pixels at the input's aspect, multiples of 32 (then of 16), as Qwen-Image-Edit."""
     ratio = size.width / size.height
     width = math.sqrt(target_area * ratio)
     height = width / ratio
@@ -214,10 +221,8 @@ def token_grid(working: Size, pixels_per_token: int = PIXELS_PER_TOKEN) -> Size:
     return Size(working.width // pixels_per_token, working.height // pixels_per_token)
 
 
-def box_to_token_span(
-    box: BBox, original: Size, working: Size, pixels_per_token: int = PIXELS_PER_TOKEN
-) -> TokenSpan:
-    """Tokens covered by an original-pixel box: scale to working pixels, floor the start, ceil the end, clip."""
+def box_to_token_span(box: BBox, original: Size, working: Size, pixels_per_token: int = PIXELS_PER_TOKEN) -> TokenSpan:
+    """Tokens covered by an original-pixel box: scale to working pixels, floor start, ceil end, clip."""
     grid = token_grid(working, pixels_per_token)
     x1, y1, x2, y2 = scale_box(box, original, working)
     col0 = min(max(math.floor(x1 / pixels_per_token), 0), grid.width)
