@@ -1,0 +1,197 @@
+"""The mask plan: the token-level attention mask of one (layout, rules) pair, in compact form, cached.
+
+`allowed(q, k)` is the OR over groups gq ∋ q and gk ∋ k of `rules[gq, gk]`, i.e.
+`memberᵀ · rules · member > 0`. Rather than the dense `[S, S]` matrix the plan keeps *token classes*:
+queries with the same visible key groups form one query class, keys seen by the same query groups form
+one key class, and `allowed(q, k) = class_allowed[query_class[q], key_class[k]]` exactly. A layout has a
+handful of classes (tens with many overlapping boxes), so kernels read two `[S]` id vectors and a small
+`[nQ, nK]` matrix; the dense mask is materialised only for the `dense` kernel.
+
+A plan is built once per request and rule phase and shared by every layer and step: `get_mask_plan`
+returns the same object for equal (layout, rules). Kernels keep their own derived artifacts (a flex
+BlockMask, a fast-kernel schedule, device copies) in the plan through `MaskPlan.cached`, so they are built
+once too. Rows with no allowed key attend to nothing and every kernel returns zeros there.
+
+Getting the plan for a step::
+
+    plan = get_mask_plan(layout, schedule.rules_for_step(step))
+    out = region_attention(q, k, v, plan, kernel=AttentionKernel.AUTO)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+import torch
+
+from replan_editor.attention.layout import TokenLayout
+from replan_editor.attention.rules import AttentionRules
+
+T = TypeVar("T")
+
+
+def _row_ids(rows: torch.Tensor) -> torch.Tensor:
+    """`[S, G]` bool → `[S]` int64 ids, equal exactly when rows are equal (ids are dense, 0..n-1).
+
+    Rows are read 52 columns at a time as exact float64 integers, so any G works.
+    """
+    size, width = rows.shape
+    ids = torch.zeros(size, dtype=torch.int64)
+    for start in range(0, max(width, 1), 52):
+        block = rows[:, start : start + 52].double()
+        weights = torch.pow(2.0, torch.arange(block.shape[1], dtype=torch.float64))
+        _, word = torch.unique(block @ weights, return_inverse=True)
+        _, ids = torch.unique(ids * (int(word.max()) + 1 if word.numel() else 1) + word, return_inverse=True)
+    return ids
+
+
+def _classes(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class id per row (rows equal ⇔ same class) and one representative row index per class."""
+    inverse = _row_ids(rows)
+    count = int(inverse.max()) + 1 if inverse.numel() else 0
+    positions = torch.arange(rows.shape[0])
+    reps = torch.full((count,), rows.shape[0], dtype=torch.int64).scatter_reduce(0, inverse, positions, reduce="amin")
+    return inverse, reps
+
+
+def _merge_equal_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique rows of a bool matrix and, per old row, its new index."""
+    unique, inverse = torch.unique(matrix.to(torch.uint8), dim=0, return_inverse=True)
+    return unique.bool(), inverse
+
+
+class MaskPlan:
+    """The compact mask of one (layout, rules) pair; immutable once built, artifacts cached per device.
+
+    Attributes:
+        layout, rules: what it was built from.
+        seq_len: S.
+        query_class, key_class: `[S]` int64 on CPU, class id per token.
+        class_allowed: `[nQ, nK]` bool on CPU.
+        query_class_sizes, key_class_sizes: tokens per class (`[nQ]`, `[nK]` int64).
+        allowed_pairs: number of allowed (query, key) pairs.
+        is_full: every pair allowed (then every kernel is one plain unmasked SDPA call).
+        has_empty_rows: some query has no allowed key (its output is zeros).
+    """
+
+    def __init__(self, layout: TokenLayout, rules: AttentionRules) -> None:
+        if (rules.num_regions, rules.has_image_prompt) != (layout.num_regions, layout.has_image_prompt):
+            raise ValueError(
+                f"rules for {rules.num_regions} regions (image prompt: {rules.has_image_prompt}) do not fit a "
+                f"layout with {layout.num_regions} regions (image prompt: {layout.has_image_prompt})"
+            )
+        self.layout = layout
+        self.rules = rules
+        self.seq_len = layout.seq_len
+        member = layout.membership().float()  # [G, S]
+        group_rules = rules.to_tensor().float()  # [G, G]
+        may_see = (member.T @ group_rules) > 0  # [S, G]: key groups each token may see as a query
+        seen_by = (member.T @ group_rules.T) > 0  # [S, G]: query groups that see each token as a key
+        query_class, query_reps = _classes(may_see)
+        key_class, key_reps = _classes(seen_by)
+        allowed = (may_see[query_reps].float() @ member[:, key_reps]) > 0  # [nQ, nK]
+        # Classes that differ only on empty groups have equal rows/columns: merge them.
+        allowed, query_map = _merge_equal_rows(allowed)
+        allowed_t, key_map = _merge_equal_rows(allowed.T)
+        self.class_allowed = allowed_t.T.contiguous()
+        self.query_class = query_map[query_class]
+        self.key_class = key_map[key_class]
+        self.query_class_sizes = torch.bincount(self.query_class, minlength=self.class_allowed.shape[0])
+        self.key_class_sizes = torch.bincount(self.key_class, minlength=self.class_allowed.shape[1])
+        sizes = self.query_class_sizes.double() @ self.class_allowed.double() @ self.key_class_sizes.double()
+        self.allowed_pairs = int(sizes.item())
+        self.is_full = bool(self.class_allowed.all())
+        self.has_empty_rows = bool((~self.class_allowed.any(dim=1)).any())
+        self._artifacts: dict[Hashable, object] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def allowed_fraction(self) -> float:
+        return self.allowed_pairs / float(self.seq_len * self.seq_len)
+
+    @property
+    def num_query_classes(self) -> int:
+        return int(self.class_allowed.shape[0])
+
+    @property
+    def num_key_classes(self) -> int:
+        return int(self.class_allowed.shape[1])
+
+    def cached(self, key: Hashable, factory: Callable[[], T]) -> T:
+        """The artifact stored under `key`, built by `factory` on first use (kernels' per-plan caches)."""
+        with self._lock:
+            if key not in self._artifacts:
+                self._artifacts[key] = factory()
+            return self._artifacts[key]  # type: ignore[return-value]
+
+    def empty_rows(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """`[S]` bool on `device`: queries with no allowed key (their output is zeros)."""
+        device = torch.device(device)
+
+        def build() -> torch.Tensor:
+            return (~self.class_allowed.any(dim=1))[self.query_class].to(device)
+
+        return self.cached(("empty_rows", str(device)), build)
+
+    def dense_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """`[S, S]` bool on `device` (True = may attend). O(S²) memory: for the `dense` oracle only."""
+        device = torch.device(device)
+
+        def build() -> torch.Tensor:
+            allowed = self.class_allowed.to(device)
+            return allowed[self.query_class.to(device)][:, self.key_class.to(device)]
+
+        return self.cached(("dense_mask", str(device)), build)
+
+    def __repr__(self) -> str:
+        return (
+            f"MaskPlan(S={self.seq_len}, regions={self.layout.num_regions}, rules={self.rules.name!r}, "
+            f"classes={self.num_query_classes}x{self.num_key_classes}, allowed={self.allowed_fraction:.3f})"
+        )
+
+
+class MaskPlanCache:
+    """A bounded LRU of mask plans keyed by (layout, rules); thread-safe."""
+
+    def __init__(self, max_entries: int = 32) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.max_entries = max_entries
+        self._plans: OrderedDict[tuple[TokenLayout, AttentionRules], MaskPlan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, layout: TokenLayout, rules: AttentionRules) -> MaskPlan:
+        key = (layout, rules)
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
+        plan = MaskPlan(layout, rules)
+        with self._lock:
+            plan = self._plans.setdefault(key, plan)
+            self._plans.move_to_end(key)
+            while len(self._plans) > self.max_entries:
+                self._plans.popitem(last=False)
+        return plan
+
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
+_DEFAULT_CACHE = MaskPlanCache()
+
+
+def get_mask_plan(layout: TokenLayout, rules: AttentionRules, *, cache: MaskPlanCache | None = None) -> MaskPlan:
+    """The mask plan of (layout, rules), built on first use; equal inputs give the same object.
+
+    Uses a process-wide LRU unless `cache` is given (e.g. one per worker, to bound memory explicitly).
+    """
+    return (cache or _DEFAULT_CACHE).get(layout, rules)
