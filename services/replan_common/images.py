@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from replan_common.errors import ImageTooLarge, InvalidImage
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+_WHITESPACE = re.compile(r"\s+")
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w/+.-]+)?(?P<params>(;[\w=.-]+)*);base64,", re.IGNORECASE)
 
 
@@ -37,17 +38,18 @@ def decode_base64_image_data(data: str, *, limits: ImageLimits, param: str = "im
     match = _DATA_URI.match(text)
     if match:
         text = text[match.end() :]
-    elif text.startswith(("http://", "https://", "file:", "data:")):
+    elif text[:8].lower().startswith(("http://", "https://", "file:", "data:")):
         raise InvalidImage(
             "image must be base64 or a base64 data URI; URLs are not fetched by this service",
             code="image_url_not_allowed",
             param=param,
         )
+    # `base64` and mail tools wrap lines at 76 columns; the whitespace is not part of the data, and
+    # b64decode(validate=True) would reject it.
+    text = _WHITESPACE.sub("", text)
     # base64 inflates by 4/3: reject before decoding what cannot fit.
     if len(text) > limits.max_bytes * 4 // 3 + 4:
-        raise ImageTooLarge(
-            f"image is larger than the {limits.max_bytes // (1024 * 1024)} MiB limit", param=param
-        )
+        raise ImageTooLarge(f"image has about {len(text) * 3 // 4} bytes; the limit is {limits.max_bytes}", param=param)
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -101,9 +103,7 @@ def decode_image(raw: bytes, *, limits: ImageLimits, param: str = "image") -> Im
 
 def decode_image_b64(data: str, *, limits: ImageLimits, param: str = "image") -> Image.Image:
     """`decode_image` of a base64 string or data URI."""
-    return decode_image(
-        decode_base64_image_data(data, limits=limits, param=param), limits=limits, param=param
-    )
+    return decode_image(decode_base64_image_data(data, limits=limits, param=param), limits=limits, param=param)
 
 
 def encode_png(image: Image.Image) -> bytes:
