@@ -51,9 +51,7 @@ def compile_pipeline(pipeline: object) -> None:
     if callable(own):
         own()
         return
-    raise RuntimeError(
-        f"{type(pipeline).__name__} has no compile(); run with REPLAN_EDITOR_COMPILE=false"
-    )
+    raise RuntimeError(f"{type(pipeline).__name__} has no compile(); run with REPLAN_EDITOR_COMPILE=false")
 
 
 def available_kernels(device: str) -> list[str]:

@@ -52,7 +52,8 @@ class EditorMetrics:
             registry=registry,
         )
         self.queue_depth = Gauge(
-            "replan_editor_queue_depth", "Edits waiting for the device (not counting the running one).",
+            "replan_editor_queue_depth",
+            "Edits waiting for the device (not counting the running one).",
             registry=registry,
         )
         self.running = Gauge("replan_editor_jobs_running", "Edits running on the device (0 or 1).", registry=registry)
@@ -61,9 +62,7 @@ class EditorMetrics:
             "Bytes reserved by PyTorch's CUDA caching allocator on this worker's device; 0 on CPU.",
             registry=registry,
         )
-        self.edits = Counter(
-            "replan_editor_edits_total", "Edits by outcome.", ["outcome"], registry=registry
-        )
+        self.edits = Counter("replan_editor_edits_total", "Edits by outcome.", ["outcome"], registry=registry)
         for outcome in EditOutcome:
             self.edits.labels(outcome.value)  # export zeros so rate() works from the first scrape
 

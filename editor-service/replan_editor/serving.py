@@ -20,6 +20,7 @@ from replan_common.context import get_request_id
 from replan_common.errors import ReplanError, ServiceUnavailable, Unprocessable
 from replan_common.geometry import Size
 from replan_common.images import ImageLimits, decode_image_b64, encode_png, encode_png_b64
+from replan_common.jobs.sse import format_sse, sse_comment
 from replan_common.plan import RegionPlan
 from replan_common.plan_parser import parse_planner_output, validate_plan_boxes
 from replan_common.protocol import (
@@ -35,7 +36,6 @@ from replan_common.protocol import (
 from replan_editor.progress import ProgressSink
 from replan_editor.protocol import EditorInfo, EditStreamEvent
 from replan_editor.settings import EditorSettings
-from replan_editor.sse import sse_comment, sse_frame
 from replan_editor.worker import EditJob, EditorWorker, EditOutput, Ticket, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -188,12 +188,12 @@ class EditStream:
             try:
                 event = await asyncio.wait_for(queue.get(), timeout=service.settings.sse_keepalive_s)
             except asyncio.TimeoutError:
-                yield sse_comment("keep-alive")
+                yield sse_comment("keep-alive").encode()
                 continue
             if event is None:
                 break
             event_id += 1
-            yield sse_frame(EditStreamEvent.PROGRESS.value, event.model_dump_json(exclude_none=True), event_id=event_id)
+            yield _frame(EditStreamEvent.PROGRESS, event.model_dump_json(exclude_none=True), event_id)
         event_id += 1
         yield await self._final_frame(event_id)
 
@@ -205,14 +205,14 @@ class EditStream:
             exc = self._task.exception()
         if exc is None:
             response = await self._service.to_response(self._task.result())
-            return sse_frame(EditStreamEvent.RESULT.value, response.model_dump_json(), event_id=event_id)
+            return _frame(EditStreamEvent.RESULT, response.model_dump_json(), event_id)
         if not isinstance(exc, ReplanError):
             logger.error("edit %s failed", self._job.job_id, exc_info=exc)
             exc = ReplanError("internal error; the request id identifies it in the logs")
         body = {**exc.to_envelope(get_request_id()), "status": exc.status}
         if exc.retry_after_s is not None:
             body["retry_after_s"] = exc.retry_after_s
-        return sse_frame(EditStreamEvent.ERROR.value, json.dumps(body), event_id=event_id)
+        return _frame(EditStreamEvent.ERROR, json.dumps(body), event_id)
 
     def close(self) -> None:
         """However the response ended: stop the job if it still runs; free the slot if it never ran."""
@@ -223,6 +223,10 @@ class EditStream:
         task.cancel()
         # A task cancelled before its first step never claimed the ticket; the worker releases claimed ones.
         task.add_done_callback(lambda _task: self._ticket.release_unclaimed())
+
+
+def _frame(event: EditStreamEvent, data: str, event_id: int) -> bytes:
+    return format_sse(data, event=event.value, id=str(event_id)).encode()
 
 
 __all__ = ["EditService", "EditStream"]

@@ -1,5 +1,5 @@
-"""HTTP plumbing for long edits: server-sent-event frames, a stream response that always cleans up, and
-cancelling a handler's work when its client disconnects.
+"""HTTP plumbing for long edits: a server-sent-event response that always cleans up, and cancelling a
+handler's work when its client disconnects (SSE framing itself is shared: `replan_common.jobs.sse`).
 
 Starlette does not cancel a plain (non-streaming) handler when the client goes away, so an edit would keep
 the device busy for nobody; `run_until_disconnected` races the work against the ASGI ``http.disconnect``
@@ -21,20 +21,6 @@ T = TypeVar("T")
 
 #: Status logged for a request whose client went away before the answer (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499
-
-
-def sse_frame(event: str, data: str, *, event_id: int | None = None) -> bytes:
-    """One SSE frame; multi-line data becomes several `data:` lines, as the spec requires."""
-    lines = [f"event: {event}"]
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    lines.extend(f"data: {line}" for line in data.splitlines() or [""])
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-def sse_comment(text: str) -> bytes:
-    """A comment line: ignored by clients, keeps proxies from timing out an idle stream."""
-    return f": {text}\n\n".encode()
 
 
 class EventStreamResponse(StreamingResponse):
