@@ -74,9 +74,7 @@ class RegionPlan(BaseModel):
         # closing the tag early, and json.loads reads it back unchanged.
         regions_json = json.dumps(regions, ensure_ascii=False).replace("<", "\\u003c")
         return (
-            f"<think>{self.reasoning}</think>"
-            f"<gen_image>{self.global_prompt}</gen_image>"
-            f"<region>{regions_json}</region>"
+            f"<think>{self.reasoning}</think><gen_image>{self.global_prompt}</gen_image><region>{regions_json}</region>"
         )
 
 

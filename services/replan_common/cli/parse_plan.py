@@ -63,9 +63,7 @@ def _read_source(source: str) -> str:
     try:
         raw = click.get_binary_stream("stdin").read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
-        raise _BadInput(
-            "unreadable_input", f"cannot read {source!r}: {exc.strerror or exc}", "source"
-        ) from exc
+        raise _BadInput("unreadable_input", f"cannot read {source!r}: {exc.strerror or exc}", "source") from exc
     try:
         # utf-8-sig: files saved by Windows editors start with a BOM.
         return raw.decode("utf-8-sig")
@@ -80,9 +78,7 @@ def _read_source(source: str) -> str:
 def _image_size(value: tuple[int, int]) -> Size:
     width, height = value
     if width <= 0 or height <= 0:
-        raise _BadInput(
-            "bad_image_size", f"image size {width}x{height} must be positive: W H", "--image-size"
-        )
+        raise _BadInput("bad_image_size", f"image size {width}x{height} must be positive: W H", "--image-size")
     return Size(width, height)
 
 
