@@ -46,6 +46,11 @@ def _register() -> None:
 
     app.command("parse-plan", help="Read planner output (or plan JSON) and print the normalised plan.")(parse_plan)
 
+    from replan_editor.cli import edit_command, serve_editor
+
+    serve_app.command("editor")(serve_editor)
+    app.command("edit")(edit_command)
+
 
 _register()
 
