@@ -370,6 +370,13 @@ def _load_json(body: str, *, param: str | None) -> Any:
             code="invalid_json",
             param=param,
         ) from exc
+    except (RecursionError, ValueError) as exc:
+        # Untrusted text: nesting deeper than the interpreter's stack, or an integer longer than
+        # Python's int-string limit, must be a parse error, not a 500.
+        what = "nested too deeply" if isinstance(exc, RecursionError) else "holds a number too long to read"
+        raise PlanParseError(
+            f"invalid JSON: it {what}, near {_excerpt(body)}", code="invalid_json", param=param
+        ) from exc
 
 
 def _json_type(value: Any) -> str:

@@ -209,7 +209,19 @@ def test_plan_json_round_trips(plan: RegionPlan) -> None:
     assert parse_planner_output(plan.model_dump_json()) == plan
 
 
-@given(st.text())
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000, '{"a": ' * 50_000, '[{"bbox_2d": [1, 2, 3, ' + "9" * 5000 + '], "hint": "h"}]'],
+    ids=["deep-list", "deep-object", "5000-digit-number"],
+)
+def test_hostile_json_is_a_parse_error_not_a_crash(body: str) -> None:
+    for text in (f"<gen_image>g</gen_image><region>{body}</region>", '{"global_prompt": "g", "regions": ' + body):
+        with pytest.raises(PlanParseError) as caught:
+            parse_planner_output(text)
+        assert caught.value.code == "invalid_json"
+
+
+@given(st.one_of(st.text(), tricky_text))
 def test_arbitrary_text_gives_a_plan_or_a_parse_error(text: str) -> None:
     try:
         plan = parse_planner_output(text)
