@@ -51,6 +51,11 @@ def _register() -> None:
     serve_app.command("editor")(serve_editor)
     app.command("edit")(edit_command)
 
+    from replan_planner.cli import plan_command, serve_planner
+
+    serve_app.command("planner")(serve_planner)
+    app.command("plan")(plan_command)
+
 
 _register()
 
