@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from replan_common.errors import Unprocessable
 from replan_common.protocol import Backbone
 from replan_editor.pipelines.adapter import BackboneAdapter, PreparedEdit, timed
 from replan_editor.pipelines.qwen_processor import QwenRegionAttnProcessor
@@ -75,6 +76,13 @@ class QwenImageEditAdapter(BackboneAdapter):
         timings: dict[str, float],
     ) -> Image.Image:
         pipe, settings, working = self.pipe, edit.settings, edit.working
+        if (settings.steps or 0) < 2 and pipe.scheduler.config.get("shift_terminal"):
+            raise Unprocessable(
+                "Qwen-Image's scheduler stretches sigmas to a terminal value, which needs at least 2 steps "
+                "(1 step divides by zero and gives a NaN image)",
+                code="too_few_steps",
+                param="settings.steps",
+            )
         max_area = settings.max_area or _STOCK_CONDITION_AREA
         cond_width, cond_height = condition_size(edit.image, max_area)
         if (cond_width, cond_height) != (working.width, working.height):

@@ -58,12 +58,26 @@ def backbone(request: pytest.FixtureRequest) -> Backbone:
 _PIPELINES: dict[Backbone, RegionEditPipeline] = {}
 
 
-@pytest.fixture
-def region_pipeline(backbone: Backbone) -> RegionEditPipeline:
-    """The tiny preset of `backbone` (built once per session; edits leave no state behind)."""
+def tiny_pipeline(backbone: Backbone) -> RegionEditPipeline:
+    """The tiny preset of `backbone`, built once per session (edits leave no state behind)."""
     if backbone not in _PIPELINES:
         _PIPELINES[backbone] = RegionEditPipeline.tiny(backbone, seed=0)
     return _PIPELINES[backbone]
+
+
+@pytest.fixture
+def region_pipeline(backbone: Backbone) -> RegionEditPipeline:
+    return tiny_pipeline(backbone)
+
+
+@pytest.fixture
+def qwen_pipeline() -> RegionEditPipeline:
+    return tiny_pipeline(Backbone.QWEN_IMAGE_EDIT)
+
+
+@pytest.fixture
+def kontext_pipeline() -> RegionEditPipeline:
+    return tiny_pipeline(Backbone.FLUX_KONTEXT)
 
 
 @pytest.fixture

@@ -1,0 +1,77 @@
+"""The attention processors: without a region mask they are the stock diffusers processors, bit for bit, at
+the transformer level; and Kontext's joint sequence is `[text | noise latents | image latents]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from PIL import Image
+
+from replan_common.plan import RegionPlan
+from replan_common.protocol import EditSettings
+from replan_common.tiny.flux_kontext import build_tiny_flux_kontext_pipeline
+from replan_common.tiny.qwen_image_edit import build_tiny_qwen_image_edit_pipeline
+from replan_editor.pipelines import FluxRegionAttnProcessor, QwenRegionAttnProcessor, RegionEditPipeline
+
+
+def _flux_inputs(generator: torch.Generator, text: int = 20, grid: int = 8) -> dict[str, Any]:
+    n = grid * grid
+    ids = torch.zeros(2 * n, 3)
+    ids[n:, 0] = 1
+    ids[:, 1] = (torch.arange(2 * n) % n) // grid
+    ids[:, 2] = torch.arange(2 * n) % grid
+    return {
+        "hidden_states": torch.randn(1, 2 * n, 64, generator=generator),
+        "encoder_hidden_states": torch.randn(1, text, 32, generator=generator),
+        "pooled_projections": torch.randn(1, 32, generator=generator),
+        "timestep": torch.tensor([0.5]),
+        "img_ids": ids,
+        "txt_ids": torch.zeros(text, 3),
+        "guidance": torch.tensor([2.5]),
+        "return_dict": False,
+    }
+
+
+def test_flux_processor_without_a_mask_is_the_stock_processor() -> None:
+    stock = build_tiny_flux_kontext_pipeline(seed=0).transformer
+    ours = build_tiny_flux_kontext_pipeline(seed=0).transformer
+    ours.set_attn_processor(FluxRegionAttnProcessor())
+    inputs = _flux_inputs(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(stock(**inputs)[0], ours(**inputs)[0])
+
+
+def test_qwen_processor_without_a_mask_is_the_stock_processor() -> None:
+    stock = build_tiny_qwen_image_edit_pipeline(seed=0).transformer
+    ours = build_tiny_qwen_image_edit_pipeline(seed=0).transformer
+    ours.set_attn_processor(QwenRegionAttnProcessor())
+    g = torch.Generator().manual_seed(0)
+    inputs = {
+        "hidden_states": torch.randn(1, 2 * 16, 64, generator=g),
+        "encoder_hidden_states": torch.randn(1, 12, 32, generator=g),
+        "timestep": torch.tensor([0.5]),
+        "img_shapes": [[(1, 4, 4), (1, 4, 4)]],
+        "return_dict": False,
+    }
+    with torch.no_grad():
+        assert torch.equal(stock(**inputs)[0], ours(**inputs)[0])
+
+
+def test_kontext_sequence_is_noise_then_image_latents(
+    kontext_pipeline: RegionEditPipeline, image: Image.Image, two_region_plan: RegionPlan
+) -> None:
+    """diffusers 0.42 passes `cat([latents, image_latents])`: image-latent position ids carry a 1 first."""
+    seen: list[torch.Tensor] = []
+    transformer = kontext_pipeline.diffusers_pipeline.transformer
+    handle = transformer.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["img_ids"]), with_kwargs=True
+    )
+    try:
+        kontext_pipeline.edit(image, two_region_plan, EditSettings(steps=1))
+    finally:
+        handle.remove()
+    ids = seen[0]
+    n = ids.shape[0] // 2
+    assert torch.all(ids[:n, 0] == 0) and torch.all(ids[n:, 0] == 1)
+    assert torch.equal(ids[:n, 1:], ids[n:, 1:]), "both copies on the same grid, in the same raster order"
