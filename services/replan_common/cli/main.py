@@ -56,6 +56,15 @@ def _register() -> None:
     serve_app.command("planner")(serve_planner)
     app.command("plan")(plan_command)
 
+    from replan_gateway.cli import serve_gateway, up
+
+    serve_app.command("gateway")(serve_gateway)
+    app.command("up", help="Run the whole stack on this machine (no Docker, no Redis); Ctrl-C stops it.")(up)
+
+    from replan_eval.worker import serve_worker
+
+    serve_app.command("worker")(serve_worker)
+
 
 _register()
 

@@ -1,7 +1,8 @@
 """Settings for async jobs, shared by the gateway (which creates and reads jobs) and the worker (which runs
-them): where the job store is, how long jobs are kept, and which planner and editor the worker calls.
+them): where the job store is, how long jobs are kept, and how patiently a job waits out an upstream outage.
 
-One prefix, `REPLAN_JOBS_`, read by both processes, so a deployment sets the store once for both.
+One prefix, `REPLAN_JOBS_`, read by both processes, so a deployment sets the store once for both. Which
+planner and editor a job calls is each process's own setting (the gateway's pools, the worker's URLs).
 """
 
 from __future__ import annotations
@@ -22,16 +23,12 @@ class JobsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPLAN_JOBS_", env_nested_delimiter="__", extra="ignore")
 
     store_url: str = Field(
-        default="redis://127.0.0.1:6379/0",
+        default="redis://127.0.0.1:6379/3",
         description="redis://host:port/db, or sqlite:///path/to/jobs.sqlite for a single machine.",
     )
     ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="Jobs and their events expire this long after their last change."
     )
-    planner_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8100"])
-    editor_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8200"])
-    plan_timeout_s: float = Field(default=300.0, gt=0)
-    edit_timeout_s: float = Field(default=900.0, gt=0)
     upstream_retries: int = Field(
         default=3, ge=0, le=20, description="Times a job waits and retries when the planner or editor is unavailable."
     )

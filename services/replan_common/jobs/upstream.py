@@ -43,6 +43,7 @@ class HttpJobUpstreams:
         editor_urls: Sequence[str],
         plan_timeout_s: float = 300.0,
         edit_timeout_s: float = 900.0,
+        api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not planner_urls or not editor_urls:
@@ -51,7 +52,10 @@ class HttpJobUpstreams:
         self.editor_urls = [u.rstrip("/") for u in editor_urls]
         self.plan_timeout_s = plan_timeout_s
         self.edit_timeout_s = edit_timeout_s
-        self._client = httpx.Client(transport=transport, timeout=httpx.Timeout(30.0, read=edit_timeout_s))
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            transport=transport, timeout=httpx.Timeout(30.0, read=edit_timeout_s), headers=headers
+        )
 
     def plan(self, request: PlanRequest, *, job_id: str) -> PlanResponse:
         def call(base: str) -> PlanResponse:

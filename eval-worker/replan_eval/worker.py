@@ -1,0 +1,101 @@
+"""`replan serve worker`: start a Celery worker of the eval app on chosen queues.
+
+The queues whose tasks drive the GPU editors (`jobs`, `bench`, `reward`) run one task at a time in the
+worker's own process (`--pool=solo`): a worker per editor slot scales them, prefetch stays at one message,
+and nothing is forked after imports (CUDA and fork do not mix, should a task ever touch a device). The
+I/O-bound `judge` queue alone runs on threads with the configured concurrency. Importing this module
+imports only Typer; Celery and the app load when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+GPU_BOUND_QUEUES = frozenset({"jobs", "bench", "reward"})
+KNOWN_QUEUES = ("reward", "jobs", "judge", "bench")
+
+
+class Pool(str, Enum):
+    AUTO = "auto"
+    SOLO = "solo"
+    THREADS = "threads"
+    PREFORK = "prefork"
+
+
+def worker_argv(
+    queues: list[str], *, pool: Pool, concurrency: int | None, default_concurrency: int, loglevel: str, hostname: str
+) -> list[str]:
+    """The `celery worker` arguments for these queues (pool and concurrency resolved as the module says)."""
+    unknown = [q for q in queues if q not in KNOWN_QUEUES]
+    if unknown or not queues:
+        raise typer.BadParameter(f"unknown queue(s) {unknown or queues}; choose from {', '.join(KNOWN_QUEUES)}")
+    gpu_bound = any(q in GPU_BOUND_QUEUES for q in queues)
+    if pool is Pool.AUTO:
+        pool = Pool.SOLO if gpu_bound else Pool.THREADS
+    if pool is Pool.SOLO:
+        concurrency = 1
+    elif concurrency is None:
+        concurrency = 1 if gpu_bound else default_concurrency
+    return [
+        "worker",
+        f"--queues={','.join(queues)}",
+        f"--pool={pool.value}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel.upper()}",
+        f"--hostname={hostname}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def serve_worker(
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="Comma-separated queues: reward, jobs, judge, bench.")
+    ] = "jobs",
+    pool: Annotated[
+        Pool, typer.Option(help="auto: solo for GPU-bound queues (jobs, bench, reward), threads for judge.")
+    ] = Pool.AUTO,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", min=1, help="Ignored by solo (always 1).")
+    ] = None,
+    restore_interval_s: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Redis broker: seconds between sweeps that requeue messages of a lost worker once their "
+            "visibility timeout has passed.",
+        ),
+    ] = 5,
+    hostname: Annotated[str | None, typer.Option(help="Worker node name; default: replan-<queues>@<host>.")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ...")] = "INFO",
+    log_json: Annotated[bool, typer.Option(help="JSON log lines (else plain text).")] = True,
+) -> None:
+    """Run a Celery worker for the eval app (broker and settings from REPLAN_WORKER_*)."""
+    from replan_common.log import configure_logging
+    from replan_eval.celery_app import create_celery_app
+    from replan_eval.settings import get_settings
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    settings = get_settings()
+    configure_logging(log_level, json_lines=log_json)
+    app = create_celery_app(settings)
+    if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        # Kombu's default sweep for abandoned messages runs about every 100 s; a killed worker's job should
+        # come back soon after its visibility timeout, so sweep often (one cheap ZRANGE per sweep).
+        options = dict(app.conf.broker_transport_options or {})
+        options.update(unacked_restore_interval=restore_interval_s, unacked_restore_throttle=1)
+        app.conf.broker_transport_options = options
+    argv = worker_argv(
+        names,
+        pool=pool,
+        concurrency=concurrency,
+        default_concurrency=settings.concurrency,
+        loglevel=log_level,
+        hostname=hostname or f"replan-{'-'.join(names)}-{os.getpid()}@{socket.gethostname()}",
+    )
+    app.worker_main(argv=argv)
