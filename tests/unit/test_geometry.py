@@ -42,7 +42,8 @@ Box = tuple[float, float, float, float]
 
 sides = st.integers(min_value=8, max_value=8192)
 image_sizes = st.builds(Size, sides, sides)
-coordinates = st.floats(min_value=-10_000, max_value=10_000, allow_nan=False)
+# No subnormals: a box 5e-324 px tall underflows to zero height when scaled, which no planner writes.
+coordinates = st.floats(min_value=-10_000, max_value=10_000, allow_nan=False, allow_subnormal=False)
 
 
 @st.composite
@@ -230,8 +231,11 @@ def test_smart_resize_rejects_empty_and_too_elongated_images(size: Size) -> None
 
 @given(aspect_ok_sizes)
 def test_smart_resize_is_idempotent_as_the_processor_resizes_again(size: Size) -> None:
-    # qwen_vl_utils resizes the image, then the HF processor runs smart_resize on the result.
-    assert smart_resize(smart_resize(size)) == smart_resize(size)
+    # qwen_vl_utils resizes the image, then the HF processor runs smart_resize on the result. (Near 200:1
+    # the first resize can push the aspect over 200, and the processor then refuses the image, as upstream.)
+    resized = smart_resize(size)
+    assume(max(resized.width, resized.height) / min(resized.width, resized.height) <= 200)
+    assert smart_resize(resized) == resized
 
 
 @given(image_sizes.filter(lambda s: max(s.width, s.height) / min(s.width, s.height) <= 200), st.data())
