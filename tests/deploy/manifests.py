@@ -328,7 +328,9 @@ def _probe(container: dict[str, Any], kind: str) -> tuple[str, int | str] | None
 
 def k8s_containers(overlay: str) -> list[Container]:
     configmaps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in objects(overlay, "ConfigMap")}
-    secrets = {s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})} for s in objects(overlay, "Secret")}
+    secrets = {
+        s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})} for s in objects(overlay, "Secret")
+    }
     containers = []
     for workload in render_overlay(overlay):
         if workload["kind"] not in WORKLOAD_KINDS:

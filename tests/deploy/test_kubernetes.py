@@ -24,6 +24,8 @@ CRD_KINDS = {"ScaledObject": "keda-scaledobject-v1alpha1.yaml"}
 #: Deployments that load a model before they can serve, and the least startup budget they get.
 MODEL_LOADERS = {"editor": 600, "vllm": 600}
 GPU_DEPLOYMENTS = ("editor", "vllm")
+#: Celery workers: no HTTP, no Service.
+WORKERS = ("worker", "worker-judge")
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -74,14 +76,17 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_custom_resources_are_valid_for_their_crd(overlay: str) -> None:
     problems = [
-        f"{_id(obj)}: {error}" for obj in render_overlay(overlay) if obj["kind"] in CRD_KINDS for error in crd_errors(obj)
+        f"{_id(obj)}: {error}"
+        for obj in render_overlay(overlay)
+        if obj["kind"] in CRD_KINDS
+        for error in crd_errors(obj)
     ]
     assert problems == []
 
 
 def test_gpu_overlay_scales_worker_editor_and_vllm_with_keda() -> None:
     scaled = by_name("gpu", "ScaledObject")
-    assert sorted(scaled) == ["editor", "vllm", "worker"]
+    assert sorted(scaled) == ["editor", "vllm", "worker", "worker-judge"]
     deployments = by_name("gpu", "Deployment")
     for name, scaled_object in scaled.items():
         assert scaled_object["spec"]["scaleTargetRef"]["name"] in deployments, name
@@ -102,13 +107,11 @@ def test_keda_trigger_metadata_is_what_the_scalers_parse() -> None:
         for trigger in scaled_object["spec"]["triggers"]:
             assert trigger["type"] in schemas, f"no metadata schema for KEDA trigger type {trigger['type']}"
             validator = jsonschema.Draft202012Validator(schemas[trigger["type"]])
-            problems += [f"{_id(scaled_object)} {trigger.get('name')}: {e.message}" for e in validator.iter_errors(trigger["metadata"])]
+            problems += [
+                f"{_id(scaled_object)} {trigger.get('name')}: {e.message}"
+                for e in validator.iter_errors(trigger["metadata"])
+            ]
     assert problems == []
-
-
-def test_worker_scales_on_every_celery_queue() -> None:
-    triggers = by_name("gpu", "ScaledObject")["worker"]["spec"]["triggers"]
-    assert sorted(t["metadata"]["listName"] for t in triggers if t["type"] == "redis") == ["bench", "jobs", "judge", "reward"]
 
 
 def test_keda_reaches_redis_by_its_full_service_name() -> None:
@@ -116,7 +119,7 @@ def test_keda_reaches_redis_by_its_full_service_name() -> None:
     namespace = by_name("gpu", "Namespace")
     (name,) = namespace
     redis_port = by_name("gpu", "Service")["redis"]["spec"]["ports"][0]["port"]
-    for trigger in by_name("gpu", "ScaledObject")["worker"]["spec"]["triggers"]:
+    for trigger in [t for o in objects("gpu", "ScaledObject") for t in o["spec"]["triggers"] if t["type"] == "redis"]:
         assert trigger["metadata"]["address"] == f"redis.{name}.svc.cluster.local:{redis_port}"
 
 
@@ -152,8 +155,8 @@ def _probe_budget_s(probe: dict[str, Any]) -> int:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_check_readiness_liveness_and_model_load_time(overlay: str) -> None:
     for name, deployment in by_name(overlay, "Deployment").items():
-        if name == "worker":
-            continue  # no HTTP; see test_the_worker_is_probed_through_the_broker
+        if name in WORKERS:
+            continue  # no HTTP; see test_the_workers_are_probed_through_the_broker
         (container,) = pod_spec(deployment)["containers"]
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert kind in container, f"{name} has no {kind}"
@@ -168,10 +171,11 @@ def test_probes_check_readiness_liveness_and_model_load_time(overlay: str) -> No
             assert deployment["spec"]["progressDeadlineSeconds"] >= budget, name
 
 
+@pytest.mark.parametrize("worker", WORKERS)
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_worker_is_probed_through_the_broker(overlay: str) -> None:
-    """The worker serves no HTTP: it is alive when it answers a Celery ping (docker/worker_healthcheck.py)."""
-    (container,) = pod_spec(by_name(overlay, "Deployment")["worker"])["containers"]
+def test_the_workers_are_probed_through_the_broker(overlay: str, worker: str) -> None:
+    """Workers serve no HTTP: alive when they answer a Celery ping (docker/worker_healthcheck.py)."""
+    (container,) = pod_spec(by_name(overlay, "Deployment")[worker])["containers"]
     assert "ports" not in container
     for kind in ("startupProbe", "livenessProbe"):
         assert container[kind]["exec"]["command"] == ["python", "/opt/replan/worker_healthcheck.py"], kind
@@ -222,7 +226,9 @@ def test_services_and_selectors_reach_pods(overlay: str) -> None:
     for name, service in by_name(overlay, "Service").items():
         targets = [w for w in workloads if _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(w))]
         assert len(targets) == 1, f"Service {name} selects {len(targets)} workloads"
-        ports = {p.get("name"): p["containerPort"] for c in pod_spec(targets[0])["containers"] for p in c.get("ports", [])}
+        ports = {
+            p.get("name"): p["containerPort"] for c in pod_spec(targets[0])["containers"] for p in c.get("ports", [])
+        }
         for port in service["spec"]["ports"]:
             target = port["targetPort"]
             assert target in ports or target in ports.values(), f"Service {name}: no container port {target}"
@@ -239,7 +245,11 @@ def test_only_the_gateway_is_reachable_from_outside(overlay: str) -> None:
     policies = objects(overlay, "NetworkPolicy")
     default_deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
     assert default_deny and default_deny[0]["spec"]["policyTypes"] == ["Ingress"]
-    pods = {w["metadata"]["name"]: _pod_labels(w) for w in render_overlay(overlay) if w["kind"] in ("Deployment", "StatefulSet")}
+    pods = {
+        w["metadata"]["name"]: _pod_labels(w)
+        for w in render_overlay(overlay)
+        if w["kind"] in ("Deployment", "StatefulSet")
+    }
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             sources = rule.get("from")
