@@ -127,12 +127,11 @@ def _bits(mask_row: torch.Tensor) -> int:
 
 
 def _members(bits: int) -> list[int]:
-    out, i = [], 0
+    out = []
     while bits:
-        if bits & 1:
-            out.append(i)
-        bits >>= 1
-        i += 1
+        low = bits & -bits
+        out.append(low.bit_length() - 1)
+        bits ^= low
     return out
 
 
@@ -141,10 +140,16 @@ def class_rectangles(allowed: torch.Tensor, q_sizes: list[int], k_sizes: list[in
 
     Greedy by token area; exact: every True cell is in exactly one rectangle, no False cell in any.
     """
-    residual = [_bits(row) for row in allowed]
+    residual = [_bits(row) if q_sizes[a] else 0 for a, row in enumerate(allowed)]
+    empty_keys = sum(1 << b for b, size in enumerate(k_sizes) if not size)
+    residual = [bits & ~empty_keys for bits in residual]
+
+    weights: dict[int, int] = {}
 
     def key_weight(bits: int) -> int:
-        return sum(k_sizes[i] for i in _members(bits))
+        if bits not in weights:
+            weights[bits] = sum(k_sizes[i] for i in _members(bits))
+        return weights[bits]
 
     rectangles: list[tuple[int, int]] = []
     while any(residual):
@@ -213,6 +218,12 @@ def _positions(tokens: TokenSet, rows: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(tokens.index, rows)
 
 
+def _selector(bits: int, size: int) -> torch.Tensor:
+    selected = torch.zeros(size, dtype=torch.bool)
+    selected[_members(bits)] = True
+    return selected
+
+
 def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockSchedule:
     """The block decomposition and assembly of `plan` (on CPU; move with `.to(device)`)."""
     seq_len = plan.seq_len
@@ -220,8 +231,8 @@ def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockS
     k_sizes = plan.key_class_sizes.tolist()
     blocks: list[Block] = []
     for rows_bits, keys_bits in class_rectangles(plan.class_allowed, q_sizes, k_sizes):
-        q_rows = torch.nonzero(torch.isin(plan.query_class, torch.tensor(_members(rows_bits)))).flatten()
-        k_rows = torch.nonzero(torch.isin(plan.key_class, torch.tensor(_members(keys_bits)))).flatten()
+        q_rows = torch.nonzero(_selector(rows_bits, len(q_sizes))[plan.query_class]).flatten()
+        k_rows = torch.nonzero(_selector(keys_bits, len(k_sizes))[plan.key_class]).flatten()
         for keys in _key_parts(k_rows, q_rows.numel(), costs):
             queries = _query_set(q_rows, keys.size, costs)
             blocks.append(Block(queries, keys, q_rows, _positions(queries, q_rows)))

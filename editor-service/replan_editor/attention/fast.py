@@ -76,7 +76,11 @@ def fast_attention(
     """Region attention of `q, k, v: [B, H, S, D]` under `plan`, as fully-allowed unmasked blocks."""
     if plan.is_full:
         return F.scaled_dot_product_attention(q, k, v)
-    schedule = schedule_for(plan, q.device)
+    return run_schedule(q, k, v, schedule_for(plan, q.device))
+
+
+def run_schedule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, schedule: BlockSchedule) -> torch.Tensor:
+    """Run a block schedule (already on q's device) and assemble the output `[B, H, S, D]`."""
     outs: list[torch.Tensor] = []
     lses: list[torch.Tensor] = []
     for block in schedule.blocks:

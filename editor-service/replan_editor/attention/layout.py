@@ -131,33 +131,91 @@ class TokenLayout:
     def groups(self) -> tuple[Group, ...]:
         return groups_for(self.num_regions, has_image_prompt=self.has_image_prompt)
 
-    def membership(self) -> torch.Tensor:
-        """`[G, S]` bool on CPU: `member[g, s]` is True when token s belongs to group g (rows in `groups` order)."""
+    def atoms(self) -> TokenAtoms:
+        """Tokens grouped by exact group membership: a handful of atoms instead of S tokens.
+
+        Text tokens are in one group each; a latent token's groups are fixed by its copy (noise or image)
+        and the set of boxes covering its grid cell, so the atoms are the text groups plus two per distinct
+        box-cover pattern. Everything downstream works on atoms and maps back with one index.
+        """
         groups = self.groups
         index = {g: i for i, g in enumerate(groups)}
-        member = torch.zeros(len(groups), self.seq_len, dtype=torch.bool)
         text = self.text
-        main = member[index[Group(GroupKind.MAIN)]]
-        main[text.main_offset : text.main_offset + text.main_tokens] = True
+        columns: list[list[int]] = []  # per atom, the group indices it belongs to
+        of_token = torch.empty(self.seq_len, dtype=torch.int64)
+
+        def add_atom(group_ids: list[int]) -> int:
+            columns.append(group_ids)
+            return len(columns) - 1
+
+        main = range(text.main_offset, text.main_offset + text.main_tokens)
+        image_prompt = 0 if text.image_prompt is None else text.image_prompt[1] - text.image_prompt[0]
+        if text.main_tokens > image_prompt:  # only atoms that have tokens
+            of_token[main.start : main.stop] = add_atom([index[Group(GroupKind.MAIN)]])
         if text.image_prompt is not None:
             start, stop = (text.main_offset + p for p in text.image_prompt)
-            main[start:stop] = False
-            member[index[Group(GroupKind.IMAGE_PROMPT)], start:stop] = True
-        in_any_box = torch.zeros(self.grid.height, self.grid.width, dtype=torch.bool)
-        noise, image = self.noise_offset, self.image_offset
-        n = self.grid_tokens
-        for region, span in enumerate(self.spans, start=1):
+            of_token[start:stop] = add_atom([index[Group(GroupKind.IMAGE_PROMPT)]])
+        for region in range(1, self.num_regions + 1):
             hint = text.hint_range(region)
-            member[index[Group(GroupKind.HINT, region)], hint.start : hint.stop] = True
-            box = torch.zeros(self.grid.height, self.grid.width, dtype=torch.bool)
-            box[span.row0 : span.row1, span.col0 : span.col1] = True
-            in_any_box |= box
-            member[index[Group(GroupKind.NOISE_BOX, region)], noise : noise + n] = box.flatten()
-            member[index[Group(GroupKind.IMAGE_BOX, region)], image : image + n] = box.flatten()
-        background = ~in_any_box.flatten()
-        member[index[Group(GroupKind.NOISE_BACKGROUND)], noise : noise + n] = background
-        member[index[Group(GroupKind.IMAGE_BACKGROUND)], image : image + n] = background
-        return member
+            of_token[hint.start : hint.stop] = add_atom([index[Group(GroupKind.HINT, region)]])
+
+        cover = torch.zeros(self.num_regions, self.grid.height, self.grid.width, dtype=torch.bool)
+        for i, span in enumerate(self.spans):
+            cover[i, span.row0 : span.row1, span.col0 : span.col1] = True
+        pattern, representative = row_classes(cover.flatten(1).T)  # per grid cell: its box-cover pattern
+        cover_sets = [torch.nonzero(cover.flatten(1)[:, int(cell)]).flatten().tolist() for cell in representative]
+        noise_atoms, image_atoms = [], []
+        for regions in cover_sets:
+            if regions:
+                noise_atoms.append(add_atom([index[Group(GroupKind.NOISE_BOX, r + 1)] for r in regions]))
+                image_atoms.append(add_atom([index[Group(GroupKind.IMAGE_BOX, r + 1)] for r in regions]))
+            else:
+                noise_atoms.append(add_atom([index[Group(GroupKind.NOISE_BACKGROUND)]]))
+                image_atoms.append(add_atom([index[Group(GroupKind.IMAGE_BACKGROUND)]]))
+        n = self.grid_tokens
+        of_token[self.noise_offset : self.noise_offset + n] = torch.tensor(noise_atoms)[pattern]
+        of_token[self.image_offset : self.image_offset + n] = torch.tensor(image_atoms)[pattern]
+
+        membership = torch.zeros(len(groups), len(columns), dtype=torch.bool)
+        for atom, group_ids in enumerate(columns):
+            membership[group_ids, atom] = True
+        return TokenAtoms(of_token=of_token, membership=membership)
+
+    def membership(self) -> torch.Tensor:
+        """`[G, S]` bool on CPU: `member[g, s]` is True when token s belongs to group g (rows in `groups` order)."""
+        atoms = self.atoms()
+        return atoms.membership[:, atoms.of_token]
+
+
+@dataclass(frozen=True)
+class TokenAtoms:
+    """Tokens with identical group membership, merged.
+
+    Attributes:
+        of_token: `[S]` int64, the atom of each token.
+        membership: `[G, A]` bool, the groups of each atom.
+    """
+
+    of_token: torch.Tensor
+    membership: torch.Tensor
+
+
+def row_classes(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For `rows: [N, W]` bool: a dense class id per row (equal rows ⇔ equal ids) and a representative row per class.
+
+    Rows are read 52 columns at a time as exact float64 integers, so any width works.
+    """
+    size, width = rows.shape
+    ids = torch.zeros(size, dtype=torch.int64)
+    for start in range(0, width, 52):
+        block = rows[:, start : start + 52].double()
+        weights = torch.pow(2.0, torch.arange(block.shape[1], dtype=torch.float64))
+        _, word = torch.unique(block @ weights, return_inverse=True)
+        _, ids = torch.unique(ids * (int(word.max()) + 1) + word, return_inverse=True)
+    count = int(ids.max()) + 1 if size else 0
+    representative = torch.full((count,), size, dtype=torch.int64)
+    representative.scatter_reduce_(0, ids, torch.arange(size), reduce="amin")
+    return ids, representative
 
 
 def layout_from_plan(

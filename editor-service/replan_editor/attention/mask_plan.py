@@ -27,40 +27,10 @@ from typing import TypeVar
 
 import torch
 
-from replan_editor.attention.layout import TokenLayout
+from replan_editor.attention.layout import TokenLayout, row_classes
 from replan_editor.attention.rules import AttentionRules
 
 T = TypeVar("T")
-
-
-def _row_ids(rows: torch.Tensor) -> torch.Tensor:
-    """`[S, G]` bool → `[S]` int64 ids, equal exactly when rows are equal (ids are dense, 0..n-1).
-
-    Rows are read 52 columns at a time as exact float64 integers, so any G works.
-    """
-    size, width = rows.shape
-    ids = torch.zeros(size, dtype=torch.int64)
-    for start in range(0, max(width, 1), 52):
-        block = rows[:, start : start + 52].double()
-        weights = torch.pow(2.0, torch.arange(block.shape[1], dtype=torch.float64))
-        _, word = torch.unique(block @ weights, return_inverse=True)
-        _, ids = torch.unique(ids * (int(word.max()) + 1 if word.numel() else 1) + word, return_inverse=True)
-    return ids
-
-
-def _classes(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class id per row (rows equal ⇔ same class) and one representative row index per class."""
-    inverse = _row_ids(rows)
-    count = int(inverse.max()) + 1 if inverse.numel() else 0
-    positions = torch.arange(rows.shape[0])
-    reps = torch.full((count,), rows.shape[0], dtype=torch.int64).scatter_reduce(0, inverse, positions, reduce="amin")
-    return inverse, reps
-
-
-def _merge_equal_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unique rows of a bool matrix and, per old row, its new index."""
-    unique, inverse = torch.unique(matrix.to(torch.uint8), dim=0, return_inverse=True)
-    return unique.bool(), inverse
 
 
 class MaskPlan:
@@ -86,19 +56,20 @@ class MaskPlan:
         self.layout = layout
         self.rules = rules
         self.seq_len = layout.seq_len
-        member = layout.membership().float()  # [G, S]
+        atoms = layout.atoms()
+        member = atoms.membership.float()  # [G, A]
         group_rules = rules.to_tensor().float()  # [G, G]
-        may_see = (member.T @ group_rules) > 0  # [S, G]: key groups each token may see as a query
-        seen_by = (member.T @ group_rules.T) > 0  # [S, G]: query groups that see each token as a key
-        query_class, query_reps = _classes(may_see)
-        key_class, key_reps = _classes(seen_by)
+        may_see = (member.T @ group_rules) > 0  # [A, G]: key groups each atom may see as a query
+        seen_by = (member.T @ group_rules.T) > 0  # [A, G]: query groups that see each atom as a key
+        query_of_atom, query_reps = row_classes(may_see)
+        key_of_atom, key_reps = row_classes(seen_by)
         allowed = (may_see[query_reps].float() @ member[:, key_reps]) > 0  # [nQ, nK]
-        # Classes that differ only on empty groups have equal rows/columns: merge them.
-        allowed, query_map = _merge_equal_rows(allowed)
-        allowed_t, key_map = _merge_equal_rows(allowed.T)
-        self.class_allowed = allowed_t.T.contiguous()
-        self.query_class = query_map[query_class]
-        self.key_class = key_map[key_class]
+        # Classes that differ only on groups without tokens have equal rows/columns: merge them.
+        query_map, query_reps = row_classes(allowed)
+        key_map, key_reps = row_classes(allowed.T)
+        self.class_allowed = allowed[query_reps][:, key_reps].contiguous()
+        self.query_class = query_map[query_of_atom][atoms.of_token]
+        self.key_class = key_map[key_of_atom][atoms.of_token]
         self.query_class_sizes = torch.bincount(self.query_class, minlength=self.class_allowed.shape[0])
         self.key_class_sizes = torch.bincount(self.key_class, minlength=self.class_allowed.shape[1])
         sizes = self.query_class_sizes.double() @ self.class_allowed.double() @ self.key_class_sizes.double()
