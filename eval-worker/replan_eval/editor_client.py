@@ -4,7 +4,8 @@ GPU work stays in the editor services; the worker only POSTs `EditRequest` JSON 
 ``{editor_url}/v1/edit`` and reads an `EditResponse`. `HttpEditorClient` rides on `replan_common`'s
 blocking `ServiceClient`, so an editor's error envelope (e.g. a 422 ``invalid_plan`` naming the bad
 region) arrives here as the same typed error. `EditorPool` spreads concurrent edits over several editor
-workers (one per GPU), always choosing the one with the fewest edits in flight.
+workers (one per GPU), always choosing the one with the fewest edits in flight; `FailoverEditor` gives
+each benchmark shard its own editor and falls over to the next while that one is down.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Protocol
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from replan_common.errors import UpstreamError
+from replan_common.errors import ReplanError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from replan_common.http.client import RetryPolicy, ServiceClient
 from replan_common.protocol import EditRequest, EditResponse
 
-__all__ = ["EditorClient", "EditorPool", "HttpEditorClient"]
+__all__ = ["EditorClient", "EditorPool", "FailoverEditor", "HttpEditorClient"]
 
 
 class EditorClient(Protocol):
@@ -89,3 +90,32 @@ class EditorPool:
         finally:
             with self._lock:
                 self._in_flight[index] -= 1
+
+
+class FailoverEditor:
+    """Tries editors in order, moving on only when one is down or too slow; itself an `EditorClient`.
+
+    Used to shard work: shard ``k`` of ``n`` gets the editors rotated by ``k``, so each editor owns an
+    equal share while it is up and its share spreads over the others when it is not.
+    """
+
+    def __init__(self, editors: Sequence[EditorClient]) -> None:
+        if not editors:
+            raise ValueError("a failover editor needs at least one editor")
+        self._editors = list(editors)
+
+    @classmethod
+    def for_shard(cls, editors: Sequence[EditorClient], shard: int) -> FailoverEditor:
+        start = shard % len(editors)
+        return cls([*editors[start:], *editors[:start]])
+
+    def edit(self, request: EditRequest) -> EditResponse:
+        last: ReplanError | None = None
+        for editor in self._editors:
+            try:
+                return editor.edit(request)
+            except (ServiceUnavailable, UpstreamTimeout) as exc:
+                # Both mean "this editor cannot take it now"; a 4xx is the request's fault and is not retried.
+                last = exc
+        assert last is not None
+        raise last

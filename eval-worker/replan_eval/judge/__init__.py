@@ -11,6 +11,7 @@ from replan_eval.judge.cache import JudgeCache
 from replan_eval.judge.clients import GeminiJudgeClient, JudgeClient, JudgeRequest, OpenAIChatJudgeClient
 from replan_eval.judge.dimensions import DIMENSIONS, Dimension, DimensionSpec, spec
 from replan_eval.judge.evaluator import Judge
+from replan_eval.judge.factory import JudgeProvider, make_judge_client
 from replan_eval.judge.parsing import ParsedReply, ParseMethod, parse_reply
 from replan_eval.judge.prompts import ImagePart, JudgeImage, JudgeInputs, PromptTemplates, TextPart
 from replan_eval.judge.verdict import JudgeVerdict
@@ -26,6 +27,7 @@ __all__ = [
     "JudgeClient",
     "JudgeImage",
     "JudgeInputs",
+    "JudgeProvider",
     "JudgeRequest",
     "JudgeVerdict",
     "OpenAIChatJudgeClient",
@@ -33,6 +35,7 @@ __all__ = [
     "ParsedReply",
     "PromptTemplates",
     "TextPart",
+    "make_judge_client",
     "parse_reply",
     "spec",
 ]

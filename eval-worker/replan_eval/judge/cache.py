@@ -37,17 +37,21 @@ class JudgeCache:
     def path(self, sample_key: str, dimension: Dimension) -> Path:
         return self._layout.judge_file(sample_key, dimension.value)
 
-    def get(self, sample_key: str, dimension: Dimension, *, judge: str, prompt_version: str) -> JudgeVerdict | None:
-        """The cached verdict if it exists and matches the judge and prompt, else None."""
+    def read(self, sample_key: str, dimension: Dimension) -> JudgeVerdict | None:
+        """Whatever verdict is on file, from any judge (for reports); None if absent or unreadable."""
         path = self.path(sample_key, dimension)
         if not path.is_file():
             return None
         try:
-            verdict = JudgeVerdict.model_validate_json(path.read_text(encoding="utf-8"))
+            return JudgeVerdict.model_validate_json(path.read_text(encoding="utf-8"))
         except (ValidationError, OSError, UnicodeDecodeError) as exc:
             logger.warning("ignoring unreadable judge cache file %s: %s", path, exc)
             return None
-        if verdict.judge != judge or verdict.prompt_version != prompt_version:
+
+    def get(self, sample_key: str, dimension: Dimension, *, judge: str, prompt_version: str) -> JudgeVerdict | None:
+        """The cached verdict if it exists and matches the judge and prompt, else None."""
+        verdict = self.read(sample_key, dimension)
+        if verdict is None or verdict.judge != judge or verdict.prompt_version != prompt_version:
             return None
         return verdict
 
