@@ -47,19 +47,24 @@ def _task_modules() -> list[str]:
 
 def celery_config(settings: EvalSettings) -> dict[str, object]:
     """The Celery configuration for ``settings`` (a plain dict, so tests can inspect it)."""
-    redis = settings.broker_url.startswith(("redis://", "rediss://", "unix://"))
-    transport_options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_s}
-    if redis:
-        transport_options |= {
+    redis_broker = settings.broker_url.startswith(("redis://", "rediss://", "unix://"))
+    redis_backend = settings.result_backend.startswith(("redis://", "rediss://", "unix://"))
+    # Only Redis takes these: kombu's SQLAlchemy transport hands its options to create_engine, which rejects them
+    # (and a database queue has no visibility timeout to set).
+    transport_options: dict[str, object] = {}
+    if redis_broker:
+        transport_options = {
+            "visibility_timeout": settings.visibility_timeout_s,
             "queue_order_strategy": "priority",
             "priority_steps": sorted(set(QUEUE_PRIORITY.values())),
             "sep": ":",
         }
+    backend_options = {"visibility_timeout": settings.visibility_timeout_s} if redis_backend else {}
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "result_backend_transport_options": backend_options,
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
