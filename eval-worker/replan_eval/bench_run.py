@@ -200,7 +200,7 @@ class RunConfig(BaseModel):
         )
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        return str(yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False))
 
 
 class SampleRecord(BaseModel):

@@ -83,7 +83,7 @@ def psnr(original: FloatImage, edited: FloatImage, where: BoolMask) -> float | N
 def _gaussian_kernel(sigma: float, radius: int) -> FloatImage:
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-(offsets**2) / (2.0 * sigma**2))
-    return kernel / kernel.sum()
+    return np.asarray(kernel / kernel.sum(), dtype=np.float64)
 
 
 def _blur(image: FloatImage, kernel: FloatImage) -> FloatImage:
@@ -91,8 +91,13 @@ def _blur(image: FloatImage, kernel: FloatImage) -> FloatImage:
     radius = (len(kernel) - 1) // 2
     height, width = image.shape
     padded = np.pad(image, radius, mode="reflect" if min(height, width) > radius else "edge")
-    rows = sum(kernel[k] * padded[:, k : k + width] for k in range(len(kernel)))
-    return sum(kernel[k] * rows[k : k + height, :] for k in range(len(kernel)))  # type: ignore[return-value]
+    rows = np.zeros((padded.shape[0], width), dtype=np.float64)
+    for k, weight in enumerate(kernel):
+        rows += weight * padded[:, k : k + width]
+    out = np.zeros((height, width), dtype=np.float64)
+    for k, weight in enumerate(kernel):
+        out += weight * rows[k : k + height, :]
+    return out
 
 
 def ssim_map(a: FloatImage, b: FloatImage, *, sigma: float = _SSIM_SIGMA, radius: int = _SSIM_RADIUS) -> FloatImage:

@@ -118,7 +118,7 @@ class Stage2Score(BaseModel):
 
     status: Stage2Status
     stage1: Stage1Score
-    target: float = Field(0.0, description="1 when the Target score is >= 4.")
+    target: float = Field(default=0.0, description="1 when the Target score is >= 4.")
     effect: float = 0.0
     consistency: float = 0.0
     planning: float = 0.0
