@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import pkgutil
 import re
 import types
 import typing
@@ -29,7 +28,8 @@ PACKAGES = ("replan_common", "replan_planner", "replan_editor", "replan_gateway"
 
 #: `replan serve <service>` -> the settings modules that process reads.
 SERVICE_SETTINGS_MODULES = {
-    "gateway": ("replan_gateway.settings", "replan_common.jobs.settings"),
+    # The gateway also builds the worker's Celery app (REPLAN_WORKER_BROKER_URL) to send jobs.
+    "gateway": ("replan_gateway.settings", "replan_common.jobs.settings", "replan_eval.settings"),
     "planner": ("replan_planner.settings",),
     "editor": ("replan_editor.settings",),
     "worker": ("replan_eval.settings", "replan_common.jobs.settings"),
@@ -56,7 +56,7 @@ EXTERNAL_METRICS = {
     "vllm:time_to_first_token_seconds_bucket": "vLLM docs, Production Metrics",
     "vllm:generation_tokens_total": "vLLM docs, Production Metrics",
     "vllm:prompt_tokens_total": "vLLM docs, Production Metrics",
-    "up": "Prometheus: 1 when the last scrape of a target succeeded",
+    "redis_key_size": "oliver006/redis_exporter: LLEN of the keys in REDIS_EXPORTER_CHECK_SINGLE_KEYS",
 }
 
 
@@ -72,14 +72,16 @@ def _import(name: str) -> types.ModuleType:
 
 @cache
 def settings_classes() -> tuple[type[BaseSettings], ...]:
-    """Every `BaseSettings` subclass with an env prefix, defined in a `settings` module of our packages."""
+    """Every `BaseSettings` subclass with an env prefix, defined in a `settings.py` of our packages.
+
+    Found by file name, so only settings modules are imported (not the pipelines beside them).
+    """
     found: list[type[BaseSettings]] = []
     for package_name in PACKAGES:
-        package = _import(package_name)
-        for info in pkgutil.walk_packages(package.__path__, prefix=package_name + "."):
-            if info.name.rsplit(".", 1)[-1] != "settings":
-                continue
-            module = _import(info.name)
+        root = Path(_import(package_name).__path__[0])
+        for path in sorted(root.rglob("settings.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            module = _import(".".join((package_name, *parts)))
             for value in vars(module).values():
                 if (
                     isinstance(value, type)
@@ -297,10 +299,20 @@ SERVICE_APPS: dict[str, Callable[[], Any]] = {
 
 
 @cache
-def service_routes(service: str) -> frozenset[str]:
-    """The paths the service's app serves (GET or otherwise)."""
+def _client(service: str) -> Any:
+    from starlette.testclient import TestClient
+
     try:
         app = SERVICE_APPS[service]()
     except ModuleNotFoundError as exc:
         pytest.fail(f"cannot build the {service} app: {exc} (has that service landed?)")
-    return frozenset(getattr(route, "path", "") for route in app.routes)
+    # Not entered as a context manager: the lifespan (model loading) does not run.
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def serves(service: str, path: str) -> bool:
+    """Whether the service's app has a route at `path` (any method: a GET on a POST route answers 405).
+
+    Asked through the app itself rather than its route table, whose shape changes between FastAPI versions.
+    """
+    return _client(service).get(path).status_code != 404

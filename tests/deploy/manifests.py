@@ -70,9 +70,15 @@ def kubectl_binary() -> str:
     return found
 
 
+#: Variables a compose user must set for the stack to start (the gateway refuses to run without API keys):
+#: a digest list standing in for real keys.
+COMPOSE_USER_ENV = {"REPLAN_API_KEYS": '[{"name": "ci", "sha256": "' + "0" * 64 + '"}]'}
+
+
 def run_compose(*args: str, compose_file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
-    """Run the compose binary on `compose_file` with a clean environment (so only the file's defaults apply)."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    """Run the compose binary on `compose_file` with a clean environment: the file's defaults apply, plus
+    the variables a user must set (`COMPOSE_USER_ENV`)."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **COMPOSE_USER_ENV}
     return subprocess.run(
         [str(compose_binary()), "-f", str(compose_file), *args],
         env=env,
@@ -236,10 +242,12 @@ def image_stage(relative_path: str, target: str) -> ImageStage:
 class Container:
     """One container that runs a process of ours, wherever it is declared."""
 
-    source: str  # e.g. "compose:editor-0", "k8s/gpu:Deployment/editor", "docker/Dockerfile:gateway"
+    source: str  # e.g. "compose['gpu']:editor-0", "k8s/gpu:Deployment/editor/editor", "docker/Dockerfile:gateway"
+    origin: str  # "image", "compose:<profile>+<profile>" or "k8s:<overlay>": where its neighbours are declared
     argv: list[str]
     env: dict[str, str]
     ports: list[int]
+    port_names: dict[str, int] = field(default_factory=dict)
     probes: dict[str, tuple[str, int | str]] = field(default_factory=dict)  # kind -> (path, port)
     healthcheck: list[str] = field(default_factory=list)
 
@@ -268,6 +276,7 @@ def dockerfile_containers() -> list[Container]:
             containers.append(
                 Container(
                     source=f"{path}:{target}",
+                    origin="image",
                     argv=stage.argv,
                     env=stage.env,
                     ports=stage.exposed,
@@ -310,6 +319,7 @@ def compose_containers(profiles: tuple[str, ...]) -> list[Container]:
         containers.append(
             Container(
                 source=f"compose{list(profiles)}:{name}",
+                origin="compose:" + "+".join(profiles),
                 argv=[*entrypoint, *command],
                 env=env,
                 ports=ports,
@@ -341,8 +351,8 @@ def k8s_containers(overlay: str) -> list[Container]:
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
                     env.update(configmaps[source["configMapRef"]["name"]])
-                if "secretRef" in source:
-                    env.update(secrets[source["secretRef"]["name"]])
+                if "secretRef" in source:  # optional Secrets created by hand are not in the render
+                    env.update(secrets.get(source["secretRef"]["name"], {}))
             for item in container.get("env", []):
                 env[item["name"]] = str(item.get("value", "<from valueFrom>"))
             probes = {}
@@ -353,9 +363,11 @@ def k8s_containers(overlay: str) -> list[Container]:
             containers.append(
                 Container(
                     source=f"k8s/{overlay}:{workload['kind']}/{workload['metadata']['name']}/{container['name']}",
+                    origin=f"k8s:{overlay}",
                     argv=[*container.get("command", []), *container.get("args", [])],
                     env=env,
                     ports=[port["containerPort"] for port in container.get("ports", [])],
+                    port_names={p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p},
                     probes=probes,
                 )
             )

@@ -5,6 +5,8 @@ disruption budgets, only the gateway reachable from outside."""
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from tests.deploy.manifests import OVERLAYS, WORKLOAD_KINDS, by_name, objects, p
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 #: Oldest Kubernetes we support (policy/v1, networking/v1, batch/v1 TTL all GA well before) and the newest
 #: schema kubernetes-validate ships.
-KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version() + ".0")
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 #: Kinds defined by CRDs, validated against our vendored schemas instead.
 CRD_KINDS = {"ScaledObject": "keda-scaledobject-v1alpha1.yaml"}
 #: Deployments that load a model before they can serve, and the least startup budget they get.
@@ -30,6 +32,15 @@ WORKERS = ("worker", "worker-judge")
 
 def load_schema(name: str) -> dict[str, Any]:
     return yaml.safe_load((SCHEMA_DIR / name).read_text())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cached_kubernetes_schemas() -> Iterator[None]:
+    """kubernetes-validate re-reads its multi-megabyte schema files for every object; read each once."""
+    original = kubernetes_validate.utils.schema_contents
+    kubernetes_validate.utils.schema_contents = functools.cache(original)
+    yield
+    kubernetes_validate.utils.schema_contents = original
 
 
 def kubernetes_errors(obj: dict[str, Any], version: str) -> str | None:
