@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 #: What the RePlan planner writes in `<gen_image>` when the edit has no global part.
 KEEP_UNCHANGED_PROMPT = "keep remaining part of image unchanged."
 
 BBox = tuple[float, float, float, float]
+
+#: A coordinate as it may arrive over HTTP: a JSON number only (no "12" strings, no booleans).
+Coordinate = Annotated[float, Strict()]
 
 
 class Region(BaseModel):
@@ -24,7 +27,9 @@ class Region(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    bbox: BBox = Field(description="x1, y1, x2, y2 in original-image pixels (x2 > x1, y2 > y1).")
+    bbox: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(
+        description="x1, y1, x2, y2 in original-image pixels (x2 > x1, y2 > y1)."
+    )
     hint: str = Field(min_length=1, description="What this region should look like after the edit.")
 
     @field_validator("bbox")

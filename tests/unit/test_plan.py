@@ -88,3 +88,9 @@ def test_json_schema_accepts_a_dumped_plan_and_rejects_a_plan_without_global_pro
     jsonschema.validate(json.loads(plan.model_dump_json()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"regions": []}, schema)
+
+
+@pytest.mark.parametrize("bad", [["12", 0, 20, 20], [True, 0, 20, 20], [0, 0, None, 20]])
+def test_region_box_coordinates_must_be_json_numbers(bad: list[object]) -> None:
+    with pytest.raises(ValidationError):
+        Region.model_validate({"bbox": bad, "hint": "a red cup"})
