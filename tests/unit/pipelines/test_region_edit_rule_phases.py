@@ -72,3 +72,34 @@ def test_qwen_unconditional_pass_runs_unmasked(
     finally:
         handle.remove()
     assert len(seen) == 4 and seen[0] != seen[1], "a conditional and an unconditional pass of different lengths"
+
+
+class _EqualsAnything:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_qwen_negative_of_colliding_length_gets_a_masked_pad(
+    qwen_pipeline: RegionEditPipeline,
+    image: Image.Image,
+    two_region_plan: RegionPlan,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If the negative prompt had the plan's text length, its pass would be masked; one padded token prevents it."""
+    monkeypatch.setattr("replan_editor.pipelines.qwen_image_edit.template_tokens", lambda *_args: _EqualsAnything())
+    seen: list[tuple[int, Any]] = []
+    transformer = qwen_pipeline.diffusers_pipeline.transformer
+    handle = transformer.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append((kw["encoder_hidden_states"].shape[1], kw["encoder_hidden_states_mask"])),
+        with_kwargs=True,
+    )
+    try:
+        qwen_pipeline.edit(image, two_region_plan, EditSettings(steps=2))
+    finally:
+        handle.remove()
+    (_, cond_mask), (uncond_len, uncond_mask) = seen[:2]
+    assert cond_mask is None
+    assert uncond_mask is not None and uncond_mask.shape[1] == uncond_len
+    assert uncond_mask[0, -1] == 0 and bool(uncond_mask[0, :-1].all())
