@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import socket
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 GPU_BOUND_QUEUES = frozenset({"jobs", "bench", "reward"})
 KNOWN_QUEUES = ("reward", "jobs", "judge", "bench")
@@ -25,6 +28,16 @@ class Pool(str, Enum):
     SOLO = "solo"
     THREADS = "threads"
     PREFORK = "prefork"
+
+
+def fit_transport_options(app: Celery) -> None:
+    """Adjust the broker options to the transport in use (the app may be a producer or a worker).
+
+    kombu's SQLAlchemy transport hands `broker_transport_options` to `sqlalchemy.create_engine`, which
+    rejects Redis-only keys such as `visibility_timeout`; it has no visibility timeout to set anyway.
+    """
+    if str(app.conf.broker_url).startswith("sqla+"):
+        app.conf.broker_transport_options = {}
 
 
 def worker_argv(
@@ -84,6 +97,7 @@ def serve_worker(
     settings = get_settings()
     configure_logging(log_level, json_lines=log_json)
     app = create_celery_app(settings)
+    fit_transport_options(app)
     if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
         # Kombu's default sweep for abandoned messages runs about every 100 s; a killed worker's job should
         # come back soon after its visibility timeout, so sweep often (one cheap ZRANGE per sweep).
