@@ -2,7 +2,8 @@
 
 Light at import (typer only): torch, diffusers, uvicorn and the service are imported inside the commands.
 `replan edit` runs one edit (image + instruction given) or, with either missing, an interactive session
-that loads the models once and reads image paths and instructions from stdin until an empty line or EOF.
+that loads the models once and reads image paths and instructions from stdin until an empty instruction or
+EOF.
 Exit status: 0 done, 2 bad input (the stderr line ``error: <code>: <message> (<param>)`` carries the same
 code as the HTTP error envelope), 1 anything else.
 """
@@ -109,12 +110,19 @@ def edit_command(
     from rich.console import Console
 
     from replan_common.errors import ReplanError
+    from replan_common.log import configure_logging
     from replan_common.protocol import EditSettings
 
+    configure_logging("WARNING", json_lines=False)
     console = Console(stderr=True)
     settings = EditSettings(steps=steps, seed=seed)
     if plan is not None and no_regions:
         _fail(console, "conflicting_options", "give --plan or --no-regions, not both", "--plan")
+    if url is None and plan is None and not no_regions:
+        # Fail before loading models: nothing in this process can make a plan.
+        from replan_editor.sessions import NO_PLANNER_MESSAGE
+
+        _fail(console, "plan_required", NO_PLANNER_MESSAGE + " (no in-process planner in this build)", "--plan")
     try:
         fixed_plan = _read_plan(plan) if plan is not None else None
         session = _open_session(console, url=url, backbone=backbone, preset=preset, model=model, device=device)
@@ -166,6 +174,7 @@ def _open_session(
     console: Console, *, url: str | None, backbone: Backbone, preset: Preset, model: str | None, device: str | None
 ) -> EditSession:
     from pydantic import ValidationError
+    from rich.markup import escape
 
     from replan_editor.sessions import LocalSession, RemoteSession
     from replan_editor.settings import EditorSettings
@@ -176,7 +185,7 @@ def _open_session(
         settings = EditorSettings(backbone=backbone, preset=preset, model=model, device=device)
     except ValidationError as exc:
         raise _BadInput("invalid_settings", str(exc).splitlines()[-1].strip(), "--preset/--device") from exc
-    with console.status(f"loading {settings.resolved_model} on {settings.resolved_device}…"):
+    with console.status(escape(f"loading {settings.resolved_model} on {settings.resolved_device}…")):
         return LocalSession(settings)
 
 
@@ -229,7 +238,7 @@ def _edit_once(
     }
     written = write_outputs(output_dir, source=source, edit=result, run=run, only_image=only_image)
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False, highlight=False)
     return written
 
 
@@ -271,10 +280,13 @@ def _interactive(
     output_dir: Path,
     only_image: bool,
 ) -> None:
-    """Edit until an empty line or EOF: image path (Enter keeps the last one), then the instruction."""
+    """Edit until an empty instruction or EOF: image path (Enter keeps the last one), then the instruction."""
     from replan_common.errors import ReplanError
 
-    console.print("[bold]interactive session[/]: models are loaded; an empty line or Ctrl-D ends it.")
+    console.print(
+        "[bold]interactive session[/]: models stay loaded; Enter at the image prompt keeps the last image, "
+        "an empty instruction or Ctrl-D ends the session."
+    )
     count = 0
     last_image = image
     while True:
@@ -303,15 +315,16 @@ def _interactive(
             )
             last_image = image_path
         except ReplanError as exc:
-            console.print(f"[red]error[/]: {exc.code}: {exc.message}" + (f" ({exc.param})" if exc.param else ""))
+            where = f" ({exc.param})" if exc.param else ""
+            console.print(f"error: {exc.code}: {exc.message}{where}", markup=False, highlight=False)
         except _BadInput as exc:
-            console.print(f"[red]error[/]: {exc.code}: {exc.message} ({exc.param})")
+            console.print(f"error: {exc.code}: {exc.message} ({exc.param})", markup=False, highlight=False)
     console.print(f"{count} edit(s) done.")
 
 
 def _ask(console: Console, prompt: str) -> str | None:
     """One line from stdin (None at EOF); the prompt goes to stderr so stdout stays clean."""
-    console.print(prompt, end="")
+    console.print(prompt, end="", markup=False, highlight=False)
     line = sys.stdin.readline()
     if not line:
         return None

@@ -17,13 +17,14 @@ from collections.abc import AsyncIterator, Callable
 
 from replan_common import __version__
 from replan_common.context import get_request_id
-from replan_common.errors import ReplanError, ServiceUnavailable, Unprocessable
+from replan_common.errors import ReplanError, ServiceUnavailable
 from replan_common.geometry import Size
 from replan_common.images import ImageLimits, decode_image_b64, encode_png, encode_png_b64
 from replan_common.jobs.sse import format_sse, sse_comment
 from replan_common.plan import RegionPlan
 from replan_common.plan_parser import parse_planner_output, validate_plan_boxes
 from replan_common.protocol import (
+    Backbone,
     EditRequest,
     EditResponse,
     EditSettings,
@@ -70,15 +71,9 @@ class EditService:
         decoded = time.perf_counter()
         plan = self._read_plan(request, plan_param)
         plan = validate_plan_boxes(plan, Size(image.width, image.height))
-        backbone = request.settings.backbone
-        if backbone is not None and backbone is not pipeline.backbone:
-            raise Unprocessable(
-                f"this worker serves {pipeline.backbone.value}, not {backbone.value}; leave settings.backbone "
-                "unset or send the edit to a worker of that backbone",
-                code="backbone_not_served",
-                param="settings.backbone",
-            )
-        settings = pipeline.resolve_settings(request.settings)
+        settings = pipeline.resolve_settings(request.settings)  # 400 backbone_mismatch
+        if settings.custom_rules:
+            check_rules(settings, plan, pipeline.backbone)
         timings = {"decode_ms": (decoded - started) * 1000, "prepare_ms": (time.perf_counter() - started) * 1000}
         return EditJob(job_id=job_id, image=image, plan=plan, settings=settings, timings_ms=timings)
 
@@ -116,7 +111,7 @@ class EditService:
     async def to_response(self, output: EditOutput) -> EditResponse:
         started = time.perf_counter()
         image_b64 = await asyncio.to_thread(encode_png_b64, output.image)
-        timings = {**output.timings_ms, "encode_ms": (time.perf_counter() - started) * 1000}
+        timings = {**output.timings_ms, "png_encode_ms": (time.perf_counter() - started) * 1000}
         return EditResponse(
             image=image_b64,
             width=output.image.width,
@@ -129,7 +124,7 @@ class EditService:
     async def to_png(self, output: EditOutput) -> tuple[bytes, dict[str, float]]:
         started = time.perf_counter()
         png = await asyncio.to_thread(encode_png, output.image)
-        return png, {**output.timings_ms, "encode_ms": (time.perf_counter() - started) * 1000}
+        return png, {**output.timings_ms, "png_encode_ms": (time.perf_counter() - started) * 1000}
 
     # --------------------------------------------------------------------------- other endpoints
 
@@ -223,6 +218,13 @@ class EditStream:
         task.cancel()
         # A task cancelled before its first step never claimed the ticket; the worker releases claimed ones.
         task.add_done_callback(lambda _task: self._ticket.release_unclaimed())
+
+
+def check_rules(settings: EditSettings, plan: RegionPlan, backbone: Backbone) -> None:
+    """Raise `InvalidRules` for bad custom rule labels now, before the edit takes a place in the queue."""
+    from replan_editor.pipelines.rule_setup import rule_schedule
+
+    rule_schedule(settings, len(plan.regions), has_image_prompt=backbone is Backbone.QWEN_IMAGE_EDIT)
 
 
 def _frame(event: EditStreamEvent, data: str, event_id: int) -> bytes:

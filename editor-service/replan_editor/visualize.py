@@ -1,6 +1,7 @@
 """Drawing a region plan on its input image (the CLI's `visualization.png`): one coloured box per region,
 numbered and labelled with its hint, plus a thin outline of the box as grown by `expand_value` (the area
 the region attention actually covers). Plain PIL; boxes are in original-image pixels, as in the plan.
+Box outlines are drawn last, so labels never hide an edge.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ BOX_COLORS: tuple[tuple[int, int, int], ...] = (
 )
 
 _MAX_LABEL_CHARS = 60
+#: Below this side length only the region numbers fit; the hints are in plan.json.
+_MIN_SIDE_FOR_HINTS = 160
 
 
 def box_line_width(size: Size) -> int:
@@ -42,15 +45,20 @@ def draw_plan(
     draw = ImageDraw.Draw(canvas)
     size = Size(canvas.width, canvas.height)
     width = box_line_width(size)
-    font = _font(max(10, min(size.width, size.height) // 32))
-    for index, region in enumerate(plan.regions):
-        color = BOX_COLORS[index % len(BOX_COLORS)]
-        if expand_value > 0:
+    font = _font(max(8, min(size.width, size.height) // 32))
+    boxes = [_pixels(region.bbox) for region in plan.regions]
+    colors = [BOX_COLORS[i % len(BOX_COLORS)] for i in range(len(boxes))]
+    if expand_value > 0:
+        for region, color in zip(plan.regions, colors, strict=True):
             grown = expand_box(region.bbox, expand_value, expand_mode, size)
             draw.rectangle(_pixels(grown), outline=color, width=1)
-        x1, y1, x2, y2 = _pixels(region.bbox)
-        draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
-        _label(draw, f"{index + 1}: {_shorten(region.hint)}", (x1 + width, y1 + width), color, font, size)
+    with_hints = min(size.width, size.height) >= _MIN_SIDE_FOR_HINTS
+    for index, (region, box, color) in enumerate(zip(plan.regions, boxes, colors, strict=True)):
+        text = f"{index + 1}: {_shorten(region.hint)}" if with_hints else str(index + 1)
+        _label(draw, text, box, width, color, font, size)
+    # Outlines last, so no label ever hides a box edge.
+    for box, color in zip(boxes, colors, strict=True):
+        draw.rectangle(box, outline=color, width=width)
     return canvas
 
 
@@ -67,19 +75,22 @@ def _shorten(text: str) -> str:
 def _label(
     draw: ImageDraw.ImageDraw,
     text: str,
-    at: tuple[int, int],
+    box: tuple[int, int, int, int],
+    line_width: int,
     color: tuple[int, int, int],
     font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
     size: Size,
 ) -> None:
-    left, top, right, bottom = draw.textbbox(at, text, font=font)
-    # Keep the label on the image: shift it left/up when it would run off the right or bottom edge.
-    dx = min(0, size.width - 1 - right)
-    dy = min(0, size.height - 1 - bottom)
-    background = (left + dx - 2, top + dy - 1, right + dx + 2, bottom + dy + 1)
-    draw.rectangle(background, fill=color)
+    """The hint on a filled tag just above the box (inside its top edge when there is no room above)."""
+    x1, y1, _, _ = box
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    text_w, text_h = right - left, bottom - top
+    x = min(max(0, x1), max(0, size.width - text_w - 2))
+    y = y1 - text_h - 3 if y1 - text_h - 3 >= 0 else y1 + line_width + 1
+    draw.rectangle((x, y, x + text_w + 2, y + text_h + 2), fill=color)
     luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-    draw.text((at[0] + dx, at[1] + dy), text, fill=(0, 0, 0) if luminance > 150 else (255, 255, 255), font=font)
+    ink = (0, 0, 0) if luminance > 150 else (255, 255, 255)
+    draw.text((x + 1 - left, y + 1 - top), text, fill=ink, font=font)
 
 
 def _font(size_px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
