@@ -118,11 +118,6 @@ def edit_command(
     settings = EditSettings(steps=steps, seed=seed)
     if plan is not None and no_regions:
         _fail(console, "conflicting_options", "give --plan or --no-regions, not both", "--plan")
-    if url is None and plan is None and not no_regions:
-        # Fail before loading models: nothing in this process can make a plan.
-        from replan_editor.sessions import NO_PLANNER_MESSAGE
-
-        _fail(console, "plan_required", NO_PLANNER_MESSAGE + " (no in-process planner in this build)", "--plan")
     try:
         fixed_plan = _read_plan(plan) if plan is not None else None
         session = _open_session(console, url=url, backbone=backbone, preset=preset, model=model, device=device)

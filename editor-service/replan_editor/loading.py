@@ -23,6 +23,8 @@ def load_pipeline(settings: EditorSettings) -> EditPipeline:
     from replan_editor.pipelines import RegionEditPipeline
 
     device = settings.resolved_device
+    if settings.resolved_num_threads is not None:
+        torch.set_num_threads(settings.resolved_num_threads)
     if settings.preset is Preset.TINY:
         logger.warning(
             "preset tiny: random-weight %s pipeline on %s; edits are noise, for tests and demos only",

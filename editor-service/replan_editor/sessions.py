@@ -1,6 +1,7 @@
 """Edit sessions of the `replan edit` CLI: load once, edit many times, in-process or over HTTP.
 
-`LocalSession` loads the region-edit pipeline (and, when a plan must be made, the in-process planner) once
+`LocalSession` loads the region-edit pipeline (and, the first time a plan must be made, the in-process
+planner: `replan_planner`'s use case with its tiny preset, or whatever `REPLAN_PLANNER_*` configures) once
 and runs edits in this process. `RemoteSession` sends them to a running editor or gateway: with a plan to
 `POST /v1/edit` as an event stream (so the progress bar follows the denoising steps), without one to the
 gateway's `POST /v1/replan` (plan, then edit). Both return a `SessionEdit` the CLI writes to disk.
@@ -21,9 +22,9 @@ from replan_common.geometry import Size
 from replan_common.images import ImageLimits, decode_image_b64, encode_png_b64
 from replan_common.plan import RegionPlan
 from replan_common.plan_parser import validate_plan_boxes
-from replan_common.protocol import EditRequest, EditSettings, ProgressEvent, ProgressStage
+from replan_common.protocol import EditRequest, EditSettings, PlanResponse, ProgressEvent, ProgressStage
 from replan_editor.client import EditorStreamClient
-from replan_editor.settings import EditorSettings
+from replan_editor.settings import EditorSettings, Preset
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +72,65 @@ class EditSession(Protocol):
     def close(self) -> None: ...
 
 
+class InProcessPlanner:
+    """The planner service's use case (`replan_planner.services`) in this process, on an event loop of its own."""
+
+    def __init__(self, *, tiny: bool) -> None:
+        import asyncio
+
+        from prometheus_client import CollectorRegistry
+
+        from replan_planner.metrics import PlannerMetrics
+        from replan_planner.settings import PlannerSettings, Preset
+
+        settings = PlannerSettings(preset=Preset.TINY) if tiny else PlannerSettings()
+        self.model = settings.model
+        self._loop = asyncio.new_event_loop()
+        self._services = self._loop.run_until_complete(self._start(settings, PlannerMetrics(CollectorRegistry())))
+
+    @staticmethod
+    async def _start(settings: Any, metrics: Any) -> Any:
+        import asyncio
+
+        from replan_common.errors import ServiceUnavailable
+        from replan_planner.services import start_services
+
+        services = await start_services(settings, metrics=metrics)
+        state = await services.backend.state()
+        while state.status == "loading":
+            await asyncio.sleep(0.05)
+            state = await services.backend.state()
+        if not state.ready:
+            await services.aclose()
+            raise ServiceUnavailable(
+                f"the in-process planner is {state.status}: {state.detail or 'no detail'}", code="planner_unavailable"
+            )
+        return services
+
+    def plan(self, image: Image.Image, instruction: str) -> PlanResponse:
+        from replan_common.images import encode_png
+        from replan_common.protocol import PlanOptions
+        from replan_planner.planner import PlanInput
+
+        request = PlanInput(image=encode_png(image), instruction=instruction, options=PlanOptions())
+        response: PlanResponse = self._loop.run_until_complete(self._services.planner.plan(request))
+        return response
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._services.aclose())
+        self._loop.close()
+
+
 class LocalSession:
-    """The pipeline in this process, loaded once."""
+    """The pipeline in this process, loaded once; the planner loaded the first time a plan is needed."""
 
     def __init__(self, settings: EditorSettings) -> None:
         from replan_editor.loading import load_pipeline
 
         self.settings = settings
         self.pipeline = load_pipeline(settings)
-        self.description = {
+        self._planner: InProcessPlanner | None = None
+        self.description: dict[str, Any] = {
             "mode": "in-process",
             "backbone": settings.backbone.value,
             "model": settings.resolved_model,
@@ -98,7 +149,7 @@ class LocalSession:
         on_step: StepCallback | None = None,
     ) -> SessionEdit:
         if plan is None:
-            raise NoPlanner(NO_PLANNER_MESSAGE + " (the in-process planner is not available in this build)")
+            plan = self._plan(image, instruction)
         plan = validate_plan_boxes(plan, Size(image.width, image.height))
         resolved = self.pipeline.resolve_settings(settings)
         if on_step is not None:
@@ -106,8 +157,15 @@ class LocalSession:
         result = self.pipeline.edit(image, plan, resolved, on_step=on_step)
         return SessionEdit(image=result.image, plan=result.plan, settings=result.settings, timings_ms=result.timings_ms)
 
+    def _plan(self, image: Image.Image, instruction: str) -> RegionPlan:
+        if self._planner is None:
+            self._planner = InProcessPlanner(tiny=self.settings.preset is Preset.TINY)
+            self.description["planner_model"] = self._planner.model
+        return self._planner.plan(image, instruction).plan
+
     def close(self) -> None:
-        pass
+        if self._planner is not None:
+            self._planner.close()
 
 
 class RemoteSession:

@@ -67,27 +67,22 @@ def test_replan_edit_tiny_writes_the_four_files_and_draws_the_boxes(tmp_path: Pa
         assert visual.getpixel((x1 + width + 1, y2 - width - 1)) == (128, 128, 128)  # inside, untouched
 
 
-def test_interactive_session_loads_once_and_edits_until_an_empty_line(tmp_path: Path) -> None:
+def test_interactive_session_loads_editor_and_planner_once_and_edits_many_times(tmp_path: Path) -> None:
     image, _ = make_inputs(tmp_path)
     out = tmp_path / "session"
-    stdin = f"{image}\nmake it night\n\nmake it snow\n\n"  # the second edit keeps the last image
+    stdin = f"{image}\nmake it night\n\nmake it snow\n\n\n"  # Enter keeps the last image; then EOF
     result = run_cli(
-        "edit", "--preset", "tiny", "--no-regions", "--only-save-image",
-        "--steps", "2", "--output-dir", str(out), stdin=stdin, cwd=tmp_path,
+        "edit", "--preset", "tiny", "--steps", "2", "--output-dir", str(out), stdin=stdin, cwd=tmp_path
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["edit_001", "edit_002"]
-    for folder in out.iterdir():
-        assert [p.name for p in folder.iterdir()] == ["final_result.png"]
+    for folder, instruction in zip(sorted(out.iterdir()), ["make it night", "make it snow"], strict=True):
+        assert {p.name for p in folder.iterdir()} == FILES
+        config = json.loads((folder / "config.json").read_text())
+        assert config["instruction"] == instruction and config["image"] == str(image)
+        assert config["plan_source"] == "planner" and config["planner_model"] == "tiny"
     assert "2 edit(s) done" in result.stderr
-    assert result.stderr.count("loading") <= 1
-
-
-def test_replan_edit_without_a_plan_says_what_to_do(tmp_path: Path) -> None:
-    image, _ = make_inputs(tmp_path)
-    result = run_cli("edit", "--preset", "tiny", "--image", str(image), "--instruction", "x", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "plan_required" in result.stderr and "--plan" in result.stderr
+    assert result.stderr.count("random-weight Qwen2.5-VL") == 1  # the planner loaded once
 
 
 def test_replan_edit_against_a_running_editor(tmp_path: Path, flux_url: str) -> None:
@@ -105,6 +100,17 @@ def test_replan_edit_against_a_running_editor(tmp_path: Path, flux_url: str) -> 
     assert "2/2" in result.stderr
 
 
+def test_replan_edit_only_save_image_against_a_running_editor(tmp_path: Path, flux_url: str) -> None:
+    image, _ = make_inputs(tmp_path)
+    out = tmp_path / "only"
+    result = run_cli(
+        "edit", "--url", flux_url, "--image", str(image), "--instruction", "make it night", "--no-regions",
+        "--only-save-image", "--steps", "2", "--output-dir", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in out.iterdir()] == ["final_result.png"]
+
+
 def test_replan_edit_reports_server_errors_with_their_code(tmp_path: Path, flux_url: str) -> None:
     image, _ = make_inputs(tmp_path)
     bad_plan = tmp_path / "bad.json"
@@ -115,3 +121,6 @@ def test_replan_edit_reports_server_errors_with_their_code(tmp_path: Path, flux_
     )  # fmt: skip
     assert result.returncode == 2
     assert "error: bbox_outside_image" in result.stderr and "regions[0].bbox" in result.stderr
+    no_plan = run_cli("edit", "--url", flux_url, "--image", str(image), "--instruction", "x", cwd=tmp_path)
+    assert no_plan.returncode == 2
+    assert "plan_required" in no_plan.stderr and "no /v1/replan" in no_plan.stderr
