@@ -96,6 +96,25 @@ def test_settings_accept_every_container_environment(containers: list[Container]
     assert problems == []
 
 
+def test_tiny_containers_really_run_the_tiny_preset(containers: list[Container]) -> None:
+    """Environment values win over a preset's defaults: a model or pixel bound set for the real checkpoint
+    would turn `--preset tiny` into a 7B load on CPU."""
+    from replan_editor.settings import EditorSettings
+    from replan_planner.settings import PlannerSettings
+
+    tiny = [c for c in containers if c.flag("--preset") == "tiny" and c.origin != "image"]
+    assert {c.service for c in tiny} == {"planner", "editor"}
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("REPLAN_")}
+    for container in tiny:
+        with mock.patch.dict(os.environ, {**clean, **container.env}, clear=True):
+            if container.service == "planner":
+                assert PlannerSettings(preset="tiny").is_tiny, container.source
+            else:
+                settings = EditorSettings(preset="tiny", device=container.flag("--device"))
+                assert settings.resolved_model.startswith("tiny-"), container.source
+                assert settings.resolved_device == "cpu", container.source
+
+
 # ------------------------------------------------------------------------------------------- ports, paths
 
 
