@@ -64,4 +64,5 @@ class EditorInfo(BaseModel):
     )
     max_queue: int
     queue_depth: int
-    load_seconds: float | None = None
+    load_seconds: float | None = Field(default=None, description="Loading plus warm-up, once ready.")
+    warmup_seconds: float | None = Field(default=None, description="The warm-up edit; null when none ran.")

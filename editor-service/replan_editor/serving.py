@@ -155,6 +155,7 @@ class EditService:
             max_queue=worker.max_queue,
             queue_depth=worker.queue_depth,
             load_seconds=worker.load_seconds,
+            warmup_seconds=worker.warmup_seconds,
         )
 
 

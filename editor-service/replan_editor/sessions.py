@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import httpx
 from PIL import Image
 
-from replan_common.errors import ReplanError, UpstreamError, error_from_envelope
+from replan_common.errors import ReplanError, ServiceUnavailable, UpstreamError, error_from_envelope
 from replan_common.geometry import Size
 from replan_common.images import ImageLimits, decode_image_b64, encode_png_b64
 from replan_common.plan import RegionPlan
@@ -203,12 +203,15 @@ class RemoteSession:
         return SessionEdit(image=edited, plan=response.plan, settings=response.settings, timings_ms=response.timings_ms)
 
     def _replan(self, image_b64: str, instruction: str, settings: EditSettings) -> SessionEdit:
+        """The gateway's `POST /v1/replan`: `{image, instruction, settings}` → `{plan: PlanResponse, image, ...}`."""
         body = {"image": image_b64, "instruction": instruction, "settings": settings.model_dump(exclude_none=True)}
         try:
             response = self._http.post("/v1/replan", json=body)
         except httpx.TransportError as exc:
-            raise UpstreamError(f"{self.url} is unreachable ({type(exc).__name__})", code="unreachable") from exc
-        if response.status_code == 404:
+            raise ServiceUnavailable(
+                f"{self.url} is unreachable ({type(exc).__name__}); check that it is running", code="unreachable"
+            ) from exc
+        if response.status_code in (404, 405):
             raise NoPlanner(
                 f"{self.url} has no /v1/replan (an editor, not a gateway?); " + NO_PLANNER_MESSAGE, param="--url"
             )
@@ -218,15 +221,15 @@ class RemoteSession:
             except ValueError:
                 payload = None
             raise error_from_envelope(response.status_code, payload)
-        data = response.json()
-        edit = data.get("edit", data) if isinstance(data, dict) else {}
         try:
-            plan = RegionPlan.model_validate(edit.get("plan") or data.get("plan"))
-            edited = decode_image_b64(edit["image"], limits=self._limits, param="image")
-            resolved = EditSettings.model_validate(edit.get("settings") or {})
-        except (KeyError, TypeError, ValueError) as exc:
+            data = response.json()
+            plan = PlanResponse.model_validate(data["plan"]).plan
+            edited = decode_image_b64(data["image"], limits=self._limits, param="image")
+            resolved = EditSettings.model_validate(data["settings"])
+            timings = {str(k): float(v) for k, v in (data.get("timings_ms") or {}).items()}
+        except (KeyError, TypeError, ValueError, ReplanError) as exc:
             raise UpstreamError(f"{self.url}/v1/replan answered in an unexpected shape ({exc})") from exc
-        return SessionEdit(image=edited, plan=plan, settings=resolved, timings_ms=dict(edit.get("timings_ms") or {}))
+        return SessionEdit(image=edited, plan=plan, settings=resolved, timings_ms=timings)
 
     def close(self) -> None:
         self._editor.close()

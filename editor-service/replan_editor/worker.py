@@ -159,6 +159,7 @@ class EditorWorker:
         self._admitted = 0  # waiting + running
         self._running = 0
         self.load_seconds: float | None = None
+        self.warmup_seconds: float | None = None
         metrics.read_gpu_memory_with(self._gpu_memory_bytes)
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -183,7 +184,8 @@ class EditorWorker:
             if self._warmup is not None:
                 warm_started = time.perf_counter()
                 self._warmup(pipeline)
-                logger.info("warm-up edit done in %.1f s", time.perf_counter() - warm_started)
+                self.warmup_seconds = time.perf_counter() - warm_started
+                logger.info("warm-up edit done in %.1f s", self.warmup_seconds)
         except BaseException as exc:  # a failed load must be reported, not kill the thread silently
             self._failure = f"{type(exc).__name__}: {exc}"
             self._state = WorkerState.FAILED

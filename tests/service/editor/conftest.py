@@ -1,8 +1,8 @@
 """Real editor workers for the editor's service tests: `replan serve editor --preset tiny` on loopback.
 
 One FLUX.1 Kontext worker (with `max_queue=1`, so a full queue is easy to reach, and progress published to a
-private Redis) and one Qwen-Image-Edit worker, started together once per session: both pipelines are the
-real diffusers classes with tiny random weights on CPU.
+private Redis) and one Qwen-Image-Edit worker (warm-up edit forced on), started together once per session:
+both pipelines are the real diffusers classes with tiny random weights on CPU.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def editors(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
     log_dir = tmp_path_factory.mktemp("editor-logs")
     started = {
         "flux-kontext": _start_editor("editor-flux", "flux-kontext", log_dir, {"REPLAN_EDITOR_REDIS_URL": redis_url}),
-        "qwen-image-edit": _start_editor("editor-qwen", "qwen-image-edit", log_dir, {}),
+        "qwen-image-edit": _start_editor("editor-qwen", "qwen-image-edit", log_dir, {"REPLAN_EDITOR_WARMUP": "always"}),
     }
     try:
         for running in started.values():

@@ -21,7 +21,7 @@ from replan_common.metrics import ServiceMetrics
 from replan_common.plan import RegionPlan
 from replan_common.protocol import Backbone, EditSettings, ProgressEvent, ProgressStage
 from replan_editor.metrics import EditorMetrics, EditOutcome
-from replan_editor.worker import EditJob, EditorWorker, WorkerState, is_out_of_memory
+from replan_editor.worker import EditJob, EditorWorker, WorkerState, is_out_of_memory, make_warmup
 
 
 class StandInCancelled(Exception):
@@ -277,3 +277,22 @@ def test_out_of_memory_detection() -> None:
     assert is_out_of_memory(RuntimeError("CUDA out of memory."))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(MemoryError())
+
+
+def test_warm_up_runs_once_before_the_worker_is_ready() -> None:
+    pipe = StandInGpuPipeline()
+    seen_states: list[WorkerState] = []
+    metrics = EditorMetrics(ServiceMetrics("editor"))
+    worker: EditorWorker
+
+    def warm_up(pipeline: StandInGpuPipeline) -> None:  # type: ignore[override]
+        seen_states.append(worker.state)
+        make_warmup(32, 2)(pipeline)
+
+    worker = EditorWorker(lambda: pipe, device="cpu", max_queue=1, metrics=metrics, warmup=warm_up)  # type: ignore[arg-type]
+    worker.start()
+    wait_ready(worker)
+    assert worker.state is WorkerState.READY
+    assert seen_states == [WorkerState.LOADING] and pipe.edits == 1
+    assert worker.warmup_seconds is not None
+    worker.shutdown()
