@@ -9,6 +9,7 @@ imports only Typer; Celery and the app load when the command runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from enum import Enum
@@ -96,6 +97,7 @@ def serve_worker(
     names = [q.strip() for q in queues.split(",") if q.strip()]
     settings = get_settings()
     configure_logging(log_level, json_lines=log_json)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise here
     app = create_celery_app(settings)
     fit_transport_options(app)
     if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):

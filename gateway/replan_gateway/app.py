@@ -55,6 +55,7 @@ def create_app(
     if settings is None:
         settings = GatewaySettings()
         configure_logging(settings.log_level, json_lines=settings.log_json)
+        quiet_http_client_logs()
     jobs_settings = jobs_settings or JobsSettings()
     metrics = ServiceMetrics("gateway")
     gateway_metrics = GatewayMetrics(metrics)
@@ -137,6 +138,11 @@ def create_app(
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="static")
     return app
+
+
+def quiet_http_client_logs() -> None:
+    """httpx logs every request at INFO (health checks: every few seconds); our access log says enough."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _job_queue(settings: GatewaySettings, store: JobStore) -> JobQueue:

@@ -29,7 +29,7 @@ def serve_gateway(
     from pydantic import ValidationError
 
     from replan_common.log import configure_logging
-    from replan_gateway.app import create_app
+    from replan_gateway.app import create_app, quiet_http_client_logs
     from replan_gateway.settings import GatewaySettings
 
     given = {"host": host, "port": port, "log_level": log_level}
@@ -39,6 +39,7 @@ def serve_gateway(
         typer.echo(f"error: invalid_settings: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    quiet_http_client_logs()
     uvicorn.run(
         functools.partial(create_app, settings),
         factory=True,

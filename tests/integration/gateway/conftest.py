@@ -84,7 +84,7 @@ class Stack:
             time.sleep(0.1)
         return worker
 
-    def start_gateway(self, name: str = "gateway", **extra_env: str) -> RunningProcess:
+    def start_gateway(self, name: str = "gateway", *, ready_path: str = "/readyz", **extra_env: str) -> RunningProcess:
         port = free_port()
         return start_process(
             name,
@@ -92,7 +92,7 @@ class Stack:
             log_dir=self.log_dir,
             env={**self.env, **extra_env},
             url=f"http://127.0.0.1:{port}",
-            ready_path="/readyz",
+            ready_path=ready_path,
             timeout_s=120,
         )
 
