@@ -48,7 +48,9 @@ class GrammarLimits:
 _THINK_CHAR = r"[^<\x00-\x08\x0b\x0c\x0e-\x1f]"  # prose: no tags, no control characters but \t \n \r
 _LINE_CHAR = r"[^<\x00-\x1f]"
 _FIRST_TEXT_CHAR = r"[^< \x00-\x1f]"  # the global prompt and hints must not be blank
-_HINT_CHAR = r'[^"\\<\x00-\x1f]'
+# A hint character, or one of the escapes \" \\ \/ (quoted text in text-editing hints). Other escapes are
+# left out on purpose: \uXXXX can spell lone surrogates, \n \t blank-looking hints.
+_HINT_CHAR = {"regex": r'([^"\\<\x00-\x1f]|\\["\\/])', "ebnf": r'( [^"\\<\x00-\x1f] | "\\" ["\\/] )'}
 _FIRST_HINT_CHAR = r'[^"\\< \x00-\x1f]'
 _SEP = r"[ \n]{0,2}"  # between tags and around JSON punctuation: models differ in spacing
 _WS = r"[ \n]{0,2}"
@@ -78,8 +80,9 @@ class PlanGrammar:
     def _int(self) -> str:
         return f"(0|[1-9][0-9]{{0,{self.limits.max_coord_digits - 1}}})"
 
-    def _hint_chars(self, joiner: str = "") -> str:
-        return _FIRST_HINT_CHAR + joiner + _repeat(_HINT_CHAR, 0, self.limits.max_hint_chars - 1)
+    def _hint_chars(self, dialect: str) -> str:
+        joiner = " " if dialect == "ebnf" else ""
+        return _FIRST_HINT_CHAR + joiner + _repeat(_HINT_CHAR[dialect], 0, self.limits.max_hint_chars - 1)
 
     # -- EBNF (xgrammar / GBNF dialect) ---------------------------------------------------------------------
 
@@ -104,7 +107,7 @@ class PlanGrammar:
                 + '"," ws "\\"hint\\"" ws ":" ws hint ws "}"',
                 'box ::= "[" ws int ws "," ws int ws "," ws int ws "," ws int ws "]"',
                 f'int ::= "0" | [1-9] [0-9]{{0,{lim.max_coord_digits - 1}}}',
-                f'hint ::= "\\"" {self._hint_chars(" ")} "\\""',
+                f'hint ::= "\\"" {self._hint_chars("ebnf")} "\\""',
                 f"ws ::= {_WS}",
             ]
         else:
@@ -121,7 +124,7 @@ class PlanGrammar:
         ws, num = _WS, self._int()
         box = rf"\[{ws}{num}{ws},{ws}{num}{ws},{ws}{num}{ws},{ws}{num}{ws}\]"
         point = rf'(,{ws}"point_2d"{ws}:{ws}\[{ws}{num}{ws},{ws}{num}{ws}\]{ws})?' if self.limits.allow_point else ""
-        region = rf'\{{{ws}"bbox_2d"{ws}:{ws}{box}{ws}{point},{ws}"hint"{ws}:{ws}"{self._hint_chars()}"{ws}\}}'
+        region = rf'\{{{ws}"bbox_2d"{ws}:{ws}{box}{ws}{point},{ws}"hint"{ws}:{ws}"{self._hint_chars("regex")}"{ws}\}}'
         lim = self.limits
         more = f"({ws},{ws}{region}){{{max(lim.min_regions - 1, 0)},{lim.max_regions - 1}}}"
         empty = rf"\[{ws}\]|" if lim.min_regions == 0 else ""
@@ -131,7 +134,11 @@ class PlanGrammar:
     # -- structural tag -------------------------------------------------------------------------------------
 
     def region_json_schema(self) -> dict[str, Any]:
-        """JSON schema of the `<region>` list (bounded), for decoders that constrain JSON inside tags."""
+        """JSON schema of the `<region>` list (bounded), for decoders that constrain JSON inside tags.
+
+        Note: xgrammar (0.2) compiles a string with minLength/maxLength to a grammar without escapes, so a
+        hint under this schema cannot contain an escaped quote; `ebnf()` and `regex()` allow one.
+        """
         lim = self.limits
         coord = {"type": "integer", "minimum": 0, "maximum": 10**lim.max_coord_digits - 1}
         # Key order matters to schema-driven decoders (xgrammar emits properties in schema order): the

@@ -208,5 +208,12 @@ class PlannerSettings(ServiceSettings):
         return self
 
     @property
+    def structured_output_name(self) -> str:
+        """How answers are constrained: the openai structured-output mode, or `xgrammar` / `off` in-process."""
+        if self.backend is BackendKind.OPENAI:
+            return self.openai.structured_output.value
+        return "xgrammar" if self.transformers.structured else "off"
+
+    @property
     def is_tiny(self) -> bool:
         return self.backend is BackendKind.TRANSFORMERS and self.model == TINY_MODEL

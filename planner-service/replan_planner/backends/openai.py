@@ -279,7 +279,7 @@ class OpenAIChatBackend:
                 f"{str(data)[:_MESSAGE_CHARS]!r}",
                 code="planner_upstream_bad_response",
             )
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
         return Generation(
             text=text,
             model=str(data.get("model") or self._model),

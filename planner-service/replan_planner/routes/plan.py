@@ -7,7 +7,6 @@ from fastapi import APIRouter
 from replan_common.errors import ErrorEnvelope
 from replan_planner.deps import PlanInputDep, PlannerDep, ServicesDep
 from replan_planner.protocol import PLAN_REQUEST_BODY, PlannerInfo, PlanResponse
-from replan_planner.settings import BackendKind
 
 router = APIRouter(prefix="/v1", tags=["plan"])
 
@@ -28,16 +27,13 @@ async def create_plan(body: PlanInputDep, planner: PlannerDep) -> PlanResponse:
 @router.get("/planner", response_model=PlannerInfo, summary="What this planner runs (backend, model, pixel limits)")
 async def planner_info(services: ServicesDep) -> PlannerInfo:
     settings, state = services.settings, await services.backend.state()
-    openai = settings.backend is BackendKind.OPENAI
     return PlannerInfo(
         backend=services.backend.name,
         model=services.backend.model,
         prompt_version=settings.prompt_version,
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
-        structured_output=settings.openai.structured_output.value
-        if openai
-        else ("xgrammar" if settings.transformers.structured else "off"),
+        structured_output=settings.structured_output_name,
         grammar=settings.grammar.model_dump(),
         ready=state.ready,
     )

@@ -24,7 +24,7 @@ GOOD = (
     "<think>The cup is on the left of the laptop.</think>\n"
     "<gen_image>keep remaining part of image unchanged.</gen_image>"
     '<region>[{"bbox_2d": [12, 40, 96, 120], "point_2d": [50, 80], "hint": "a small potted plant"}, '
-    '{"bbox_2d":[0,0,5,5],"hint":"keep it"}]</region>'
+    '{"bbox_2d":[0,0,5,5],"hint":"make the sign say \\"OPEN\\""}]</region>'
 )
 EMPTY_REGIONS = "<think></think><gen_image>make it snowy</gen_image><region>[]</region>"
 REPHRASE = "<think>pear on the right</think><gen_image>Turn the pear on the right blue.</gen_image>"
@@ -111,7 +111,7 @@ def test_structural_tag_constrains_only_the_region_json() -> None:
         xgr.StructuralTagItem(begin=s["begin"], schema=json.dumps(s["schema"]), end=s["end"]) for s in tag["structures"]
     ]
     compiled = compiler().compile_structural_tag(items, tag["triggers"])
-    assert xgr_accepts(compiled, GOOD)
+    assert xgr_accepts(compiled, GOOD.replace('\\"OPEN\\"', "OPEN"))  # see region_json_schema: no escapes
     assert xgr_accepts(compiled, "free <b>text</b> is fine before the region tag")
     assert not xgr_accepts(compiled, '<think>x</think><region>[{"bbox_2d": [1, 2], "hint": "h"}]</region>')
 
@@ -144,14 +144,15 @@ def test_random_decoding_terminates_within_the_bound(mode: PlanMode, seed: int) 
     assert len(read.plan.regions) + len(read.adjustments) <= 2
 
 
-hint = st.text(st.characters(blacklist_characters='"\\<', blacklist_categories=("Cc", "Cs")), min_size=1, max_size=20)
+# json.dumps escapes '"' and '\\' in hints, which the grammar allows; a hint may not start with either.
+hint = st.text(st.characters(blacklist_characters="<", blacklist_categories=("Cc", "Cs")), min_size=1, max_size=20)
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     think=st.text(st.characters(blacklist_characters="<", blacklist_categories=("Cc", "Cs")), max_size=40),
     regions=st.lists(
-        st.tuples(st.lists(st.integers(0, 99999), min_size=4, max_size=4), hint.filter(lambda h: h[0] != " ")),
+        st.tuples(st.lists(st.integers(0, 99999), min_size=4, max_size=4), hint.filter(lambda h: h[0] not in ' "\\')),
         max_size=3,
     ),
 )
