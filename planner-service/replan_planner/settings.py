@@ -144,8 +144,8 @@ class TransformersSettings(BaseModel):
     num_threads: int | None = Field(
         default=None,
         ge=1,
-        description="torch intra-op threads (process-wide); None keeps torch's default. The tiny preset uses 1: "
-        "a tiny model gains nothing from threads and slows down 10x or more on a busy CPU.",
+        description="torch intra-op threads while generating; None keeps torch's default. The tiny preset uses "
+        "1: a tiny model gains nothing from threads and slows down 10x or more on a busy CPU.",
     )
     structured: bool = Field(default=True, description="Grammar-constrained decoding with xgrammar.")
     tiny_seed: int = 0

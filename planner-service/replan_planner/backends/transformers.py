@@ -138,8 +138,6 @@ class TransformersBackend:
                 path = Path(self._tmp.name)
             if not (Path(path) / "config.json").is_file():
                 save_tiny_qwen_vl(path, seed=self.settings.tiny_seed)
-        if self.settings.num_threads is not None:
-            torch.set_num_threads(self.settings.num_threads)
         dtype = _dtype(self.settings.dtype, self.settings.device, torch)
         model, processor = load_qwen_vl(
             path,
@@ -191,10 +189,18 @@ class TransformersBackend:
             )
         if loaded.grammars:
             kwargs["logits_processor"] = [_grammar_processor(loaded.grammars[request.mode])]
-        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
-            if request.seed is not None:
-                torch.manual_seed(request.seed)
-            output = model.generate(**inputs, **kwargs)
+        threads = torch.get_num_threads()
+        try:
+            # Set per call and restored, so a process that also runs other torch work (the editor's in-process
+            # planner) is not throttled for good.
+            if self.settings.num_threads is not None:
+                torch.set_num_threads(self.settings.num_threads)
+            with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+                if request.seed is not None:
+                    torch.manual_seed(request.seed)
+                output = model.generate(**inputs, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
         prompt_len = int(inputs["input_ids"].shape[1])
         new_tokens = output[0, prompt_len:]
         finished = bool(len(new_tokens)) and int(new_tokens[-1]) in loaded.stop_ids
