@@ -7,7 +7,6 @@ so importing this module is free; `load_pipeline` runs on the worker's device th
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from replan_editor.settings import DEFAULT_MODELS, EditorSettings, Preset
@@ -57,17 +56,19 @@ def compile_pipeline(pipeline: object) -> None:
 
 
 def available_kernels(device: str) -> list[str]:
-    """Region-attention kernels usable on `device`, as the attention registry reports them."""
-    try:
-        registry = importlib.import_module("replan_editor.attention.registry")
-    except ImportError:
-        return []
-    for name in ("available_kernels", "available"):
-        probe = getattr(registry, name, None)
-        if callable(probe):
-            try:
-                kernels = probe(device)
-            except TypeError:
-                kernels = probe()
-            return [getattr(k, "value", str(k)) for k in kernels]
-    return []
+    """Region-attention kernels whose requirements are met on `device` (call once torch is loaded)."""
+    import torch
+
+    from replan_common.protocol import AttentionKernel
+    from replan_editor.attention.registry import KernelUnavailable, resolve_kernel
+
+    usable = []
+    for kernel in AttentionKernel:
+        if kernel is AttentionKernel.AUTO:
+            continue
+        try:
+            resolve_kernel(kernel, torch.device(device), 0)
+        except KernelUnavailable:
+            continue
+        usable.append(kernel.value)
+    return usable

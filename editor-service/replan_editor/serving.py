@@ -138,8 +138,10 @@ class EditService:
     def info(self) -> EditorInfo:
         worker = self.worker
         defaults: EditSettings | None = None
-        if worker.state is WorkerState.READY:
+        kernels: list[str] = []
+        if worker.state is WorkerState.READY:  # both need the loaded pipeline (and torch)
             defaults = worker.pipeline.resolve_settings(EditSettings())
+            kernels = self._kernels()
         return EditorInfo(
             version=__version__,
             status=worker.state.value,
@@ -150,7 +152,7 @@ class EditService:
             device=self.settings.resolved_device,
             dtype=self.settings.resolved_dtype.value,
             compile=self.settings.compile,
-            kernels=self._kernels(),
+            kernels=kernels,
             defaults=defaults,
             max_queue=worker.max_queue,
             queue_depth=worker.queue_depth,
