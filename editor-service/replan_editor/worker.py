@@ -152,6 +152,7 @@ class EditorWorker:
         self.oom_retry_after_s = oom_retry_after_s
         self.loading_retry_after_s = loading_retry_after_s
         self._state = WorkerState.LOADING
+        self._stopping = threading.Event()
         self._failure: str | None = None
         self._pipeline: EditPipeline | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -172,8 +173,10 @@ class EditorWorker:
         self._executor.submit(self._setup)
 
     def shutdown(self) -> None:
-        """Stop taking work; a running edit finishes in the background (the thread is not joined)."""
-        self._state = WorkerState.STOPPED if self._state is not WorkerState.FAILED else self._state
+        """Stop taking work and stop a running edit at its next step (the thread is not joined)."""
+        if self._state is not WorkerState.FAILED:
+            self._state = WorkerState.STOPPED
+        self._stopping.set()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -304,7 +307,12 @@ class EditorWorker:
 
             stop = threading.Event()
             assert self._executor is not None
-            future = loop.run_in_executor(self._executor, self._predict, job, on_step, stop.is_set)
+            stopping = self._stopping
+
+            def should_stop() -> bool:
+                return stop.is_set() or stopping.is_set()
+
+            future = loop.run_in_executor(self._executor, self._predict, job, on_step, should_stop)
             try:
                 result, edit_s = await asyncio.shield(future)
             except asyncio.CancelledError:
@@ -313,6 +321,13 @@ class EditorWorker:
                 future.add_done_callback(lambda done: self._after_cancelled(done, lock, ticket, job.job_id))
                 raise
             except BaseException as exc:
+                if self._stopping.is_set() and not isinstance(exc, ReplanError):
+                    self.metrics.count(EditOutcome.CANCELLED)
+                    raise ServiceUnavailable(
+                        "the editor shut down during this edit; retry on another worker",
+                        code="shutting_down",
+                        retry_after_s=1,
+                    ) from exc
                 self.metrics.count(_outcome_of(exc))
                 raise
         finally:

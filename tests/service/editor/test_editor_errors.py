@@ -65,6 +65,7 @@ def test_bad_edit_input_is_a_4xx_with_a_code(
     if param is not None:
         assert error["param"] == param
     assert error["request_id"] == response.headers["x-request-id"]
+    assert_alive(flux_url)
 
 
 def test_bad_reward_input_is_a_4xx_and_the_worker_stays_alive(flux_url: str) -> None:

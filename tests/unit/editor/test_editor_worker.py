@@ -296,3 +296,23 @@ def test_warm_up_runs_once_before_the_worker_is_ready() -> None:
     assert seen_states == [WorkerState.LOADING] and pipe.edits == 1
     assert worker.warmup_seconds is not None
     worker.shutdown()
+
+
+def test_shutdown_stops_a_running_edit_at_its_next_step() -> None:
+    worker, pipe, metrics = make_worker()
+    worker.start()
+    wait_ready(worker)
+    pipe.gate = threading.Event()
+
+    async def go() -> None:
+        running = asyncio.ensure_future(submit(worker, job("long", steps=50)))
+        await asyncio.to_thread(pipe.started.wait, 5)
+        worker.shutdown()
+        with pytest.raises(ServiceUnavailable) as caught:
+            await asyncio.wait_for(running, timeout=5)
+        assert caught.value.code == "shutting_down"
+        with pytest.raises(ServiceUnavailable):
+            worker.admit()
+
+    asyncio.run(go())
+    assert pipe.stopped == 1 and count(metrics, EditOutcome.CANCELLED) == 1
