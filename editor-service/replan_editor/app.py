@@ -87,7 +87,7 @@ def create_app(settings: EditorSettings | None = None) -> FastAPI:
 
 def build_worker(settings: EditorSettings, metrics: EditorMetrics) -> EditorWorker:
     """The worker for `settings`: the pipeline loader, the warm-up edit (when enabled) and the queue."""
-    warmup = make_warmup(settings.resolved_warmup_size_px, settings.warmup_steps) if settings.warmup_enabled else None
+    warmup = make_warmup(settings.resolved_warmup_sizes, settings.warmup_steps) if settings.warmup_enabled else None
     return EditorWorker(
         partial(load_pipeline, settings),
         device=settings.resolved_device,

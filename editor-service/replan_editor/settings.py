@@ -71,6 +71,11 @@ class EditorSettings(ServiceSettings):
     warmup_size_px: int | None = Field(
         default=None, ge=16, le=2048, description="Side of the square warm-up image; None: 1024, or 64 for tiny."
     )
+    warmup_sizes: list[str] = Field(
+        default_factory=list,
+        description='Warm-up image sizes "WxH", one edit each (e.g. one per resolution bucket you serve, since a '
+        "compiled model specialises per shape); empty: one square of warmup_size_px.",
+    )
     warmup_steps: int = Field(default=2, ge=1, le=50)
     max_queue: int = Field(
         default=8, ge=0, description="Edits that may wait while one runs; one more gets 429 queue_full."
@@ -118,11 +123,23 @@ class EditorSettings(ServiceSettings):
             return f"tiny-{self.backbone.value}"
         return self.model or DEFAULT_MODELS[self.backbone]
 
+    @field_validator("warmup_sizes")
+    @classmethod
+    def _sizes(cls, sizes: list[str]) -> list[str]:
+        for size in sizes:
+            width, sep, height = size.lower().partition("x")
+            sides = (width, height) if sep and width.isdigit() and height.isdigit() else ()
+            if not sides or not all(16 <= int(side) <= 4096 for side in sides):
+                raise ValueError(f"warm-up size {size!r} is not WxH with sides in [16, 4096], e.g. 1024x1024")
+        return sizes
+
     @property
-    def resolved_warmup_size_px(self) -> int:
-        if self.warmup_size_px is not None:
-            return self.warmup_size_px
-        return 64 if self.preset is Preset.TINY else 1024
+    def resolved_warmup_sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of each warm-up edit."""
+        if self.warmup_sizes:
+            return [(int(w), int(h)) for w, _, h in (size.lower().partition("x") for size in self.warmup_sizes)]
+        side = self.warmup_size_px if self.warmup_size_px is not None else 64 if self.preset is Preset.TINY else 1024
+        return [(side, side)]
 
     @property
     def warmup_enabled(self) -> bool:

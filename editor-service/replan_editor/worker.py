@@ -419,23 +419,24 @@ def _outcome_of(exc: BaseException) -> EditOutcome:
     return EditOutcome.ERROR
 
 
-def warmup_job(size_px: int, steps: int) -> tuple[Image.Image, RegionPlan, EditSettings]:
-    """A small edit that runs the region-attention path (one box) at `size_px`², for warm-up."""
-    image = Image.new("RGB", (size_px, size_px), (128, 128, 128))
-    half = size_px / 2
+def warmup_job(size: tuple[int, int], steps: int) -> tuple[Image.Image, RegionPlan, EditSettings]:
+    """A small edit at `size` (width, height) that runs the region-attention path (one box), for warm-up."""
+    width, height = size
+    image = Image.new("RGB", (width, height), (128, 128, 128))
     plan = RegionPlan(
         global_prompt="keep remaining part of image unchanged.",
-        regions=(Region(bbox=(half / 2, half / 2, half * 1.5, half * 1.5), hint="a red square"),),
+        regions=(Region(bbox=(width / 4, height / 4, width * 3 / 4, height * 3 / 4), hint="a red square"),),
     )
     return image, plan, EditSettings(steps=steps, seed=0)
 
 
-def make_warmup(size_px: int, steps: int) -> Callable[[EditPipeline], None]:
-    """The warm-up callable for `EditorWorker(warmup=...)`."""
+def make_warmup(sizes: list[tuple[int, int]], steps: int) -> Callable[[EditPipeline], None]:
+    """The warm-up callable for `EditorWorker(warmup=...)`: one edit per size."""
 
     def warm_up(pipeline: EditPipeline) -> None:
-        image, plan, settings = warmup_job(size_px, steps)
-        pipeline.edit(image, plan, pipeline.resolve_settings(settings))
+        for size in sizes:
+            image, plan, settings = warmup_job(size, steps)
+            pipeline.edit(image, plan, pipeline.resolve_settings(settings))
 
     return warm_up
 

@@ -48,13 +48,17 @@ def test_settings_defaults_follow_the_preset_and_env(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("REPLAN_EDITOR_DEVICE", "cuda:3")
     monkeypatch.setenv("REPLAN_EDITOR_MAX_QUEUE", "2")
     monkeypatch.setenv("REPLAN_EDITOR_IMAGES__MAX_PIXELS", "5000")
+    monkeypatch.setenv("REPLAN_EDITOR_WARMUP_SIZES", '["1024x1024", "1184x880"]')
     from_env = EditorSettings()
     assert (from_env.resolved_device, from_env.max_queue, from_env.images.max_pixels) == ("cuda:3", 2, 5000)
+    assert from_env.resolved_warmup_sizes == [(1024, 1024), (1184, 880)]
+    assert tiny.resolved_warmup_sizes == [(64, 64)]
 
 
-def test_bad_device_fails_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REPLAN_EDITOR_DEVICE", "gpu0")
-    with pytest.raises(ValueError, match="device"):
+@pytest.mark.parametrize(("name", "value"), [("DEVICE", "gpu0"), ("WARMUP_SIZES", '["1024"]'), ("MAX_QUEUE", "-1")])
+def test_bad_setting_fails_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(f"REPLAN_EDITOR_{name}", value)
+    with pytest.raises(ValueError, match=name.lower()):
         EditorSettings()
 
 

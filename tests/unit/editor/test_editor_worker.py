@@ -287,13 +287,13 @@ def test_warm_up_runs_once_before_the_worker_is_ready() -> None:
 
     def warm_up(pipeline: StandInGpuPipeline) -> None:  # type: ignore[override]
         seen_states.append(worker.state)
-        make_warmup(32, 2)(pipeline)
+        make_warmup([(32, 32), (48, 32)], 2)(pipeline)
 
     worker = EditorWorker(lambda: pipe, device="cpu", max_queue=1, metrics=metrics, warmup=warm_up)  # type: ignore[arg-type]
     worker.start()
     wait_ready(worker)
     assert worker.state is WorkerState.READY
-    assert seen_states == [WorkerState.LOADING] and pipe.edits == 1
+    assert seen_states == [WorkerState.LOADING] and pipe.edits == 2
     assert worker.warmup_seconds is not None
     worker.shutdown()
 
