@@ -27,7 +27,9 @@ import base64
 import json
 import logging
 import os
+import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -49,11 +51,12 @@ from replan_eval.image_metrics import RegionMetrics, region_metrics, summarize_r
 from replan_eval.judge import Dimension, Judge, JudgeCache, JudgeImage, JudgeInputs, JudgeProvider, make_judge_client
 from replan_eval.planner_client import HttpPlannerClient, PlannerClient
 from replan_eval.report import RunSummary, render_html, render_markdown
-from replan_eval.run_layout import RunLayout, atomic_write_bytes, atomic_write_text
+from replan_eval.run_layout import RunLayout, append_line, atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "Attempt",
     "JudgeConfig",
     "LocalRunResult",
     "Method",
@@ -66,6 +69,7 @@ __all__ = [
     "is_scored",
     "load_run",
     "prepare_run",
+    "read_attempts",
     "run_local",
     "score_sample",
     "write_report",
@@ -298,6 +302,35 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class Attempt(BaseModel):
+    """One line of ``attempts.jsonl``: a generation attempt started, finished (``done``) or failed."""
+
+    event: str = Field(description="start, done or error")
+    at: float = Field(description="Unix time.")
+    host: str
+    pid: int
+    code: str | None = None
+
+
+def _log_attempt(layout: RunLayout, image_id: str, event: str, code: str | None = None) -> None:
+    entry = Attempt(event=event, at=time.time(), host=socket.gethostname(), pid=os.getpid(), code=code)
+    append_line(layout.attempts(image_id), entry.model_dump_json(exclude_none=True))
+
+
+def read_attempts(layout: RunLayout, image_id: str) -> list[Attempt]:
+    """The sample's attempt log (empty when it was never tried); unreadable lines are skipped."""
+    path = layout.attempts(image_id)
+    if not path.is_file():
+        return []
+    attempts = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            attempts.append(Attempt.model_validate_json(line))
+        except ValidationError:
+            continue  # a line cut short by a crash mid-write
+    return attempts
+
+
 def generate_sample(
     config: RunConfig,
     sample: Sample,
@@ -314,6 +347,7 @@ def generate_sample(
     """
     if layout.is_generated(sample.image_id):
         return False
+    _log_attempt(layout, sample.image_id, "start")
     image_b64 = _b64(sample.image_data())
     settings = config.edit.model_copy(update={"backbone": config.method.backbone, "seed": config.seed})
     record = SampleRecord(
@@ -352,6 +386,7 @@ def generate_sample(
         png = base64.b64decode(edited.image.split(",", 1)[-1])
     except ReplanError as exc:
         transient = is_transient(exc)
+        _log_attempt(layout, sample.image_id, "error", exc.code)
         record_error(layout, sample.image_id, exc, transient=transient)
         if transient:
             raise
@@ -367,6 +402,7 @@ def generate_sample(
     atomic_write_text(layout.plan(sample.image_id), record.model_dump_json(indent=2))
     atomic_write_bytes(layout.final_image(sample.image_id), png)
     _error_path(layout, sample.image_id).unlink(missing_ok=True)
+    _log_attempt(layout, sample.image_id, "done")
     return True
 
 

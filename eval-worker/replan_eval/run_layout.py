@@ -8,11 +8,14 @@
       <image_id>/plan.json         the plan the editor applied (RePlan methods), or the prompt used
       <image_id>/metrics.json      judge-free metrics
       <image_id>/judge/<dim>.json  one cached verdict per dimension
+      <image_id>/attempts.jsonl    one line per generation attempt started, finished or failed (who, when)
       scores.json, report.md, report.html
 
 A sample is *generated* when its ``final_result.png`` exists; every file is written to a temporary
 name and renamed into place, so a worker killed mid-write leaves either no file or a whole one, and
-"file exists" is a safe "done" marker for resumable, idempotent tasks.
+"file exists" is a safe "done" marker for resumable, idempotent tasks. ``attempts.jsonl`` is the one
+file appended to (single short ``O_APPEND`` writes): it shows how often a sample was tried, by which
+process, which matters after a worker died mid-run.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout", "atomic_write_bytes", "atomic_write_text", "check_sample_key"]
+__all__ = ["RunLayout", "append_line", "atomic_write_bytes", "atomic_write_text", "check_sample_key"]
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 
@@ -53,6 +56,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single ``O_APPEND`` write, so concurrent writers never interleave within it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,9 @@ class RunLayout:
 
     def metrics(self, image_id: str) -> Path:
         return self.sample_dir(image_id) / "metrics.json"
+
+    def attempts(self, image_id: str) -> Path:
+        return self.sample_dir(image_id) / "attempts.jsonl"
 
     def judge_file(self, image_id: str, dimension: str) -> Path:
         return self.sample_dir(image_id) / "judge" / f"{dimension}.json"

@@ -61,6 +61,13 @@ class EvalSettings(BaseSettings):
         description="Where reward batches and their scores wait: redis://… or sqlite:///path.sqlite.",
     )
     reward_ttl_s: int = Field(default=24 * 3600, ge=60)
+    reward_timeout_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=24 * 3600,
+        description="How long POST /v1/rewards waits for a stage-2 batch; samples still unscored then get 0.",
+    )
+    reward_max_batch: int = Field(default=1024, ge=1, le=65536, description="Most samples in one reward request.")
     concurrency: int = Field(default=4, ge=1, le=512, description="Worker processes (celery -c).")
     task_time_limit_s: int = Field(default=3600, ge=10, description="Hard limit for any one task.")
     visibility_timeout_s: int = Field(

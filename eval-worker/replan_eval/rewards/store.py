@@ -144,6 +144,14 @@ class RedisRewardStore(RewardBatchStore):
         raw = self._redis.hget(self._key(batch_id, "out"), str(index))
         return None if raw is None else RewardResult.model_validate_json(raw)
 
+    def results(self, batch_id: str) -> list[RewardResult | None]:
+        # One round trip per poll, not one per sample: the gateway polls large batches several times a second.
+        size, _ = self.batch_info(batch_id)
+        if size == 0:
+            return []
+        raws = self._redis.hmget(self._key(batch_id, "out"), [str(i) for i in range(size)])
+        return [None if raw is None else RewardResult.model_validate_json(raw) for raw in raws]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reward_batches (id TEXT PRIMARY KEY, size INTEGER, stage INTEGER, expires_at REAL);
@@ -224,6 +232,13 @@ class SqliteRewardStore(RewardBatchStore):
                 "SELECT body FROM reward_results WHERE batch_id = ? AND idx = ?", (batch_id, index)
             ).fetchone()
         return None if row is None else RewardResult.model_validate_json(row[0])
+
+    def results(self, batch_id: str) -> list[RewardResult | None]:
+        size, _ = self.batch_info(batch_id)
+        with self._connect() as db:
+            rows = db.execute("SELECT idx, body FROM reward_results WHERE batch_id = ?", (batch_id,)).fetchall()
+        found = {int(idx): RewardResult.model_validate_json(body) for idx, body in rows}
+        return [found.get(i) for i in range(size)]
 
 
 def open_reward_store(url: str, *, ttl_s: int = 24 * 3600) -> RewardBatchStore:

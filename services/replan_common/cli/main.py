@@ -65,6 +65,10 @@ def _register() -> None:
 
     serve_app.command("worker")(serve_worker)
 
+    from replan_eval.cli import bench_app
+
+    app.add_typer(bench_app, name="bench")
+
 
 _register()
 
