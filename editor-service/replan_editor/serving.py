@@ -95,10 +95,10 @@ class EditService:
     async def edit(self, job: EditJob) -> EditOutput:
         """Queue and run one edit; `QueueFull` is raised before the first await."""
         ticket = self.worker.admit()
-        self._publish(ProgressEvent(job_id=job.job_id, stage=ProgressStage.QUEUED, total=job.settings.steps))
-        return await self.worker.run(ticket, job, on_event=self._publish)
+        self.publish_progress(ProgressEvent(job_id=job.job_id, stage=ProgressStage.QUEUED, total=job.settings.steps))
+        return await self.worker.run(ticket, job, on_event=self.publish_progress)
 
-    def _publish(self, event: ProgressEvent) -> None:
+    def publish_progress(self, event: ProgressEvent) -> None:
         if self.publisher is not None:
             self.publisher.publish(event)
 
@@ -176,7 +176,7 @@ class EditStream:
         event_id = 0
 
         def on_event(event: ProgressEvent) -> None:
-            service._publish(event)
+            service.publish_progress(event)
             queue.put_nowait(event)
 
         on_event(ProgressEvent(job_id=job.job_id, stage=ProgressStage.QUEUED, total=job.settings.steps))
