@@ -162,7 +162,8 @@ def _send(task: str, run_dir: str) -> None:
 
     app = create_celery_app(get_settings())
     try:
-        app.send_task(task, args=[run_dir])
+        # Progress is read from the run directory, never from Celery results: keep the result backend out.
+        app.send_task(task, args=[run_dir], ignore_result=True)
     except (KombuError, OSError) as exc:
         raise ServiceUnavailable(
             f"cannot queue {task} on {app.conf.broker_url}: {exc}; start the broker, or use --local",

@@ -39,15 +39,15 @@ from replan_eval.rewards.store import RewardStage
 __all__ = ["compute_score", "reward_components"]
 
 
-def _default_stage(stage: int | None) -> RewardStage | None:
-    if stage is None:
-        raw = os.environ.get("REPLAN_REWARD_STAGE", "").strip()
-        if not raw:
-            return None
-        stage = int(raw) if raw.isdigit() else -1
-    if stage not in (1, 2):
-        raise ValueError(f"the reward stage must be 1 or 2 (the stage kwarg or REPLAN_REWARD_STAGE), got {stage!r}")
-    return cast(RewardStage, stage)
+def _check_stage(stage: int | None, source: str) -> RewardStage | None:
+    if stage is not None and stage not in (1, 2):
+        raise ValueError(f"the reward stage must be 1 or 2 ({source}), got {stage!r}")
+    return cast("RewardStage | None", stage)
+
+
+def _env_stage() -> RewardStage | None:
+    raw = os.environ.get("REPLAN_REWARD_STAGE", "").strip()
+    return _check_stage((int(raw) if raw.isdigit() else -1) if raw else None, "REPLAN_REWARD_STAGE")
 
 
 def reward_components(score: float, detail: RewardSampleResult | None) -> dict[str, float]:
@@ -65,10 +65,17 @@ def reward_components(score: float, detail: RewardSampleResult | None) -> dict[s
 
 
 def _score(
-    samples: list[RewardSample], task_names: list[tuple[object, ...]], stage: RewardStage | None
+    samples: list[RewardSample],
+    task_names: list[tuple[object, ...]],
+    stage: RewardStage | None,
+    client: RewardClient | None,
 ) -> RewardOutcome:
-    stages: list[RewardStage] = [stage if stage is not None else (stage_for_task(*names) or 1) for names in task_names]
-    return RewardClient().score_mixed(samples, stages)
+    # The stage kwarg, else the sample's task name, else REPLAN_REWARD_STAGE, else 1.
+    fallback = _env_stage() or 1
+    stages: list[RewardStage] = [
+        stage if stage is not None else (stage_for_task(*names) or fallback) for names in task_names
+    ]
+    return (client or RewardClient()).score_mixed(samples, stages)
 
 
 def _verl(
@@ -78,6 +85,7 @@ def _verl(
     extra_infos: Sequence[object] | None,
     stage: RewardStage | None,
     return_dict: bool,
+    client: RewardClient | None,
 ) -> list[float] | list[dict[str, float]]:
     n = len(solution_strs)
     extras = list(extra_infos) if extra_infos is not None else [None] * n
@@ -95,7 +103,7 @@ def _verl(
             )
         )
         names.append((data_sources[i] if i < len(data_sources) else None, extra.get("task_name")))
-    outcome = _score(samples, names, stage)
+    outcome = _score(samples, names, stage, client)
     if not return_dict:
         return outcome.scores
     return [
@@ -104,7 +112,9 @@ def _verl(
     ]
 
 
-def _easyr1(reward_inputs: Sequence[Mapping[str, object]], stage: RewardStage | None) -> list[dict[str, float]]:
+def _easyr1(
+    reward_inputs: Sequence[Mapping[str, object]], stage: RewardStage | None, client: RewardClient | None
+) -> list[dict[str, float]]:
     samples, names = [], []
     for item in reward_inputs:
         raw_extra = item.get("extra_info")
@@ -120,7 +130,7 @@ def _easyr1(reward_inputs: Sequence[Mapping[str, object]], stage: RewardStage | 
             )
         )
         names.append((item.get("task_name"), item.get("data_source"), extra.get("task_name")))
-    outcome = _score(samples, names, stage)
+    outcome = _score(samples, names, stage, client)
     return [reward_components(s, d) for s, d in zip(outcome.scores, outcome.details, strict=True)]
 
 
@@ -133,16 +143,21 @@ def compute_score(
     extra_infos: Sequence[object] | None = None,
     stage: int | None = None,
     return_dict: bool = False,
+    client: RewardClient | None = None,
     **_: object,
 ) -> list[float] | list[dict[str, float]]:
-    """verl: list of floats (dicts with ``score`` if ``return_dict``); EasyR1: dicts with ``overall``."""
-    chosen = _default_stage(stage)
+    """verl: list of floats (dicts with ``score`` if ``return_dict``); EasyR1: dicts with ``overall``.
+
+    Args:
+        client: the HTTP client to use (default: one configured from ``REPLAN_REWARD_*`` now).
+    """
+    chosen = _check_stage(stage, "the stage keyword")
     if reward_inputs is not None:
-        return _easyr1(reward_inputs, chosen)
+        return _easyr1(reward_inputs, chosen, client)
     if solution_strs is None:
         raise TypeError(
             "compute_score takes EasyR1's reward_inputs list or verl's keywords "
             "(data_sources, solution_strs, ground_truths, extra_infos)"
         )
     sources = list(data_sources) if data_sources is not None else [None] * len(solution_strs)
-    return _verl(sources, solution_strs, ground_truths, extra_infos, chosen, return_dict)
+    return _verl(sources, solution_strs, ground_truths, extra_infos, chosen, return_dict, client)

@@ -34,7 +34,11 @@ def submit_batch(
     batch_id = store.create_batch(inputs, stage=stage)
     for index in range(len(inputs)):
         # The task id is derived from (batch, index): resubmitting the same task is recognisable in Flower/logs.
-        sender.send_task(SCORE_SAMPLE_TASK, args=[batch_id, index], task_id=f"reward-{batch_id}-{index}")
+        # Results travel through the store, so the result backend is left out: with it, Celery would subscribe
+        # the sender to one Redis channel per task that nobody ever reads.
+        sender.send_task(
+            SCORE_SAMPLE_TASK, args=[batch_id, index], task_id=f"reward-{batch_id}-{index}", ignore_result=True
+        )
     return batch_id
 
 

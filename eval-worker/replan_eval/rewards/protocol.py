@@ -128,7 +128,7 @@ class RewardSampleResult(BaseModel):
             index=index,
             score=0.0,
             status=RewardStatus.TIMED_OUT,
-            error=f"no stage-2 result within {waited_s:.0f} s (scored 0, as a failed edit is)",
+            error=f"no stage-2 result within {waited_s:g} s (scored 0, as a failed edit is)",
         )
 
 
