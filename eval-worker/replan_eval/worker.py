@@ -88,6 +88,14 @@ def serve_worker(
     hostname: Annotated[str | None, typer.Option(help="Worker node name; default: replan-<queues>@<host>.")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ...")] = "INFO",
     log_json: Annotated[bool, typer.Option(help="JSON log lines (else plain text).")] = True,
+    requeue_active_jobs: Annotated[
+        bool,
+        typer.Option(
+            help="First queue again every unfinished job of the job store. Only for the sole worker of a store "
+            "(replan up), whose broker may have lost a killed run's message; beside other workers a running job "
+            "would run twice (harmless, but wasted work: only one run can finish it).",
+        ),
+    ] = False,
 ) -> None:
     """Run a Celery worker for the eval app (broker and settings from REPLAN_WORKER_*)."""
     from replan_common.log import configure_logging
@@ -106,6 +114,8 @@ def serve_worker(
         options = dict(app.conf.broker_transport_options or {})
         options.update(unacked_restore_interval=restore_interval_s, unacked_restore_throttle=1)
         app.conf.broker_transport_options = options
+    if requeue_active_jobs and "jobs" in names:
+        _requeue_active_jobs(app)
     argv = worker_argv(
         names,
         pool=pool,
@@ -115,3 +125,19 @@ def serve_worker(
         hostname=hostname or f"replan-{'-'.join(names)}-{os.getpid()}@{socket.gethostname()}",
     )
     app.worker_main(argv=argv)
+
+
+def _requeue_active_jobs(app: Celery) -> None:
+    from replan_common.jobs.models import JOBS_QUEUE, RUN_JOB_TASK
+    from replan_common.jobs.settings import get_jobs_settings, open_job_store
+
+    jobs = get_jobs_settings()
+    store = open_job_store(jobs.store_url, ttl_s=jobs.ttl_s)
+    try:
+        ids = store.active_job_ids()
+    finally:
+        store.close()
+    for job_id in ids:
+        app.send_task(RUN_JOB_TASK, args=[job_id], queue=JOBS_QUEUE, task_id=job_id)
+    if ids:
+        logging.getLogger(__name__).warning("queued %d unfinished job(s) again", len(ids))

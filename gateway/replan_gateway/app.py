@@ -101,9 +101,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(planners.check_health(), editors.check_health())
+        if isinstance(queue, InlineJobQueue):
+            await anyio.to_thread.run_sync(queue.recover)
         checkers = [
             asyncio.create_task(pool.run_health_checks(routing.health_interval_s)) for pool in (planners, editors)
         ]
+        checkers.append(asyncio.create_task(_watch_jobs(store, gateway_metrics, routing.health_interval_s)))
         try:
             yield
         finally:
@@ -138,6 +141,17 @@ def create_app(
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="static")
     return app
+
+
+async def _watch_jobs(store: JobStore, metrics: GatewayMetrics, interval_s: float) -> None:
+    """Keep the active-jobs gauge current (off the event loop; a store outage only leaves it stale)."""
+    while True:
+        try:
+            active = await anyio.to_thread.run_sync(store.active_job_ids)
+            metrics.jobs_active.set(len(active))
+        except ReplanError as exc:
+            logger.warning("cannot count active jobs: %s", exc)
+        await asyncio.sleep(max(interval_s, 5.0))
 
 
 def quiet_http_client_logs() -> None:

@@ -20,7 +20,7 @@ import anyio
 
 from replan_common.context import get_request_id, reset_request_id, set_request_id
 from replan_common.errors import ServiceUnavailable
-from replan_common.jobs.models import JobRecord
+from replan_common.jobs.models import JOBS_QUEUE, RUN_JOB_TASK, JobRecord
 from replan_common.jobs.runner import JobUpstreams, run_job
 from replan_common.jobs.sse import format_sse, sse_comment
 from replan_common.jobs.store import JobNotFound, JobStore, new_job_id
@@ -32,10 +32,6 @@ from replan_gateway.protocol import JobCreate
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: The Celery task that runs a job (registered by `replan_eval.tasks.jobs`), and its queue.
-RUN_JOB_TASK = "replan.jobs.run"
-JOBS_QUEUE = "jobs"
 
 _FINAL_STAGES = frozenset({ProgressStage.DONE, ProgressStage.ERROR, ProgressStage.CANCELLED})
 
@@ -77,6 +73,15 @@ class InlineJobQueue:
 
     def enqueue(self, job_id: str) -> None:
         self._pool.submit(self._run, job_id)
+
+    def recover(self) -> list[str]:
+        """Queue again the jobs left unfinished by a previous run of this process (inline: it was the only runner)."""
+        ids = self._store.active_job_ids()
+        for job_id in ids:
+            self.enqueue(job_id)
+        if ids:
+            logger.warning("resuming %d unfinished job(s) from the store", len(ids))
+        return ids
 
     def _run(self, job_id: str) -> None:
         record = self._store.get(job_id)

@@ -184,7 +184,7 @@ def plan_children(options: StackOptions) -> list[Child]:
     commands = {
         "planner": ["serve", "planner", *planner_preset, "--port", str(planner_port)],
         "editor": ["serve", "editor", "--preset", options.preset, "--port", str(editor_port)],
-        "worker": ["serve", "worker", "--queues", "jobs", "--no-log-json"],
+        "worker": ["serve", "worker", "--queues", "jobs", "--no-log-json", "--requeue-active-jobs"],
         "gateway": ["serve", "gateway", "--host", options.host, "--port", str(options.port)],
     }
     if options.jobs == "inline":

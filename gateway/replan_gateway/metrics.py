@@ -36,6 +36,11 @@ class GatewayMetrics:
         self.jobs_created = Counter(
             "replan_gateway_jobs_created_total", "Async jobs created, by kind.", ["kind"], registry=registry
         )
+        self.jobs_active = Gauge(
+            "replan_gateway_jobs_active",
+            "Jobs not yet finished (queued, planning or editing) in the job store; a queue depth for scaling.",
+            registry=registry,
+        )
         self.refused = Counter(
             "replan_gateway_refused_total",
             "Requests refused before any work: missing or invalid keys, rate limits.",

@@ -17,6 +17,7 @@ from celery import Task, shared_task
 
 from replan_common.context import reset_request_id, set_request_id
 from replan_common.errors import ReplanError
+from replan_common.jobs.models import RUN_JOB_TASK
 from replan_common.jobs.runner import is_transient, run_job
 from replan_common.jobs.settings import JobsSettings, get_jobs_settings, open_job_store
 from replan_common.jobs.store import JobStore
@@ -24,9 +25,6 @@ from replan_common.jobs.upstream import HttpJobUpstreams
 from replan_eval.settings import EvalSettings
 
 logger = logging.getLogger(__name__)
-
-#: The gateway sends this name to the `jobs` queue (routed by the app's `replan.jobs.*` rule).
-RUN_JOB_TASK = "replan.jobs.run"
 
 
 @lru_cache(maxsize=4)

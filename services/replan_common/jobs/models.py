@@ -31,6 +31,10 @@ from replan_common.protocol import (
     ProgressEvent,
 )
 
+#: How a job id travels from the gateway to a worker: this Celery task name, on this queue.
+RUN_JOB_TASK = "replan.jobs.run"
+JOBS_QUEUE = "jobs"
+
 
 class JobKind(str, Enum):
     """`replan`: plan then edit. `edit`: edit with a given plan, raw planner text or a bare instruction."""

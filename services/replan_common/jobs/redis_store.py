@@ -1,5 +1,6 @@
 """`JobStore` on Redis: one hash per job (`replan:job:<id>`) and one Redis Stream for its events
-(`replan:job:<id>:events`), both expiring `ttl_s` after the last change.
+(`replan:job:<id>:events`), both expiring `ttl_s` after the last change, plus a sorted set of the jobs not
+yet finished (`replan:job:active`, scored by creation time) for recovery sweeps.
 
 Each change runs as one Lua script (check status, set fields, XADD the event, refresh the TTL), so the record
 and its log change together and a compare-and-set cannot race. Stream ids order the events and serve as
@@ -24,7 +25,7 @@ from replan_common.protocol import ProgressEvent, ProgressStage
 _EVENT_ID = re.compile(r"^\d+-\d+$")
 _MAX_EVENTS = 10_000
 
-# KEYS: hash, stream. ARGV: allowed statuses (comma list), now, ttl, increment attempts (0/1), event JSON
+# KEYS: hash, stream, active set. ARGV: allowed statuses (comma list), now, ttl, increment attempts (0/1), event JSON
 # or "", stream max length, then field/value pairs to set.
 _APPLY = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -48,6 +49,9 @@ if ARGV[5] ~= '' then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+if now_status == 'done' or now_status == 'error' or now_status == 'cancelled' then
+  redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+end
 return {'ok', id, now_status, tostring(attempts)}
 """
 
@@ -67,6 +71,10 @@ class RedisJobStore(JobStore):
     def _keys(self, job_id: str) -> tuple[str, str]:
         key = self.prefix + job_id
         return key, key + ":events"
+
+    @property
+    def _active_key(self) -> str:
+        return self.prefix + "active"  # job ids start with "job_", so no job has this key
 
     def create(self, record: JobRecord) -> JobRecord:
         key, stream = self._keys(record.id)
@@ -93,6 +101,7 @@ class RedisJobStore(JobStore):
             )
             pipe.expire(key, self.ttl_s)
             pipe.expire(stream, self.ttl_s)
+            pipe.zadd(self._active_key, {record.id: record.created_at.timestamp()})
             pipe.execute()
         return record.model_copy(update={"status": JobStatus.QUEUED})
 
@@ -123,7 +132,7 @@ class RedisJobStore(JobStore):
             *pairs,
         ]
         with _connection_errors():
-            out = self._apply(keys=[key, stream], args=args)
+            out = self._apply(keys=[key, stream, self._active_key], args=args)
         if out[0] == "missing":
             raise JobNotFound(f"no job {job_id} (it never existed or expired)", param="id")
         if out[0] == "conflict":
@@ -141,6 +150,19 @@ class RedisJobStore(JobStore):
         with _connection_errors():
             entries = self._redis.xrange(stream, min=f"({after}" if after else "-", max="+", count=limit)
         return [_event(entry_id, fields) for entry_id, fields in entries]
+
+    def active_job_ids(self, *, limit: int = 10_000) -> list[str]:
+        with _connection_errors():
+            ids: list[str] = self._redis.zrange(self._active_key, 0, limit - 1)
+            # Jobs that expired while active leave their id behind: drop those.
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.exists(self._keys(job_id)[0])
+            alive = pipe.execute()
+            gone = [job_id for job_id, exists in zip(ids, alive, strict=True) if not exists]
+            if gone:
+                self._redis.zrem(self._active_key, *gone)
+        return [job_id for job_id, exists in zip(ids, alive, strict=True) if exists]
 
     def ping(self) -> None:
         with _connection_errors():

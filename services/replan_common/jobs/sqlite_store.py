@@ -185,6 +185,15 @@ class SqliteJobStore(JobStore):
             for seq, status, at, event in rows
         ]
 
+    def active_job_ids(self, *, limit: int = 10_000) -> list[str]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id FROM jobs WHERE status IN ('queued', 'planning', 'editing') AND expires_at >= ?"
+                " ORDER BY created_at LIMIT ?",
+                (time.time(), limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def ping(self) -> None:
         with self._connect() as conn:
             conn.execute("SELECT 1").fetchone()

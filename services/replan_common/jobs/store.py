@@ -86,7 +86,7 @@ class JobChange:
 
 
 class JobStore(ABC):
-    """Where jobs live. Implementations provide the five primitives; the verbs below are shared."""
+    """Where jobs live. Implementations provide the six primitives; the verbs below are shared."""
 
     ttl_s: int
 
@@ -110,6 +110,10 @@ class JobStore(ABC):
     @abstractmethod
     def events(self, job_id: str, *, after: str | None = None, limit: int = 1000) -> list[JobEvent]:
         """The job's events in order, those after event id `after` only (exclusive)."""
+
+    @abstractmethod
+    def active_job_ids(self, *, limit: int = 10_000) -> list[str]:
+        """Ids of jobs not yet finished (queued, planning or editing), oldest first."""
 
     @abstractmethod
     def ping(self) -> None:

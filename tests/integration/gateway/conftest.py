@@ -63,13 +63,21 @@ class Stack:
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.auth(), timeout=120.0, **kwargs)  # type: ignore[arg-type]
 
-    def start_worker(self) -> RunningProcess:
+    def start_worker(self, extra_args: list[str] | None = None) -> RunningProcess:
         """A `replan serve worker` on the jobs queue; returns once it is consuming."""
         index = len(self.workers)
         worker = start_process(
-            f"worker-{index}",
+            f"worker-{index}-{time.monotonic_ns()}",
             replan_command(
-                "serve", "worker", "--queues", "jobs", "--restore-interval-s", "1", "--hostname", f"w{index}@test"
+                "serve",
+                "worker",
+                "--queues",
+                "jobs",
+                "--restore-interval-s",
+                "1",
+                "--hostname",
+                f"w{index}-{time.monotonic_ns()}@test",
+                *(extra_args or []),
             ),
             log_dir=self.log_dir,
             env=self.env,

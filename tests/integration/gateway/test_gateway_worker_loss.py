@@ -16,11 +16,27 @@ from tests.integration.gateway.conftest import Stack, png_b64
 
 pytestmark = pytest.mark.integration
 
-STEPS = 24
+STEPS = 60
 
 
 def _events(client, url: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
     return [json.loads(m.data) for m in parse_sse(client.get(url).text.splitlines())]
+
+
+def _wait_for_editor_step(pubsub: redis.client.PubSub, job_id: str, *, deadline_s: float) -> list[dict[str, object]]:
+    """The editor's progress events for `job_id` up to its first denoising step (read straight from Redis, so
+    the kill lands while the editor is still working)."""
+    seen: list[dict[str, object]] = []
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message is None or message["type"] != "pmessage" or not message["channel"].decode().endswith(job_id):
+            continue
+        event = json.loads(message["data"])
+        seen.append(event)
+        if event["stage"] == "step":
+            return seen
+    raise AssertionError(f"the editor did not start job {job_id}")
 
 
 def test_a_job_survives_kill_9_of_its_worker_and_finishes_exactly_once(stack: Stack) -> None:
@@ -32,11 +48,8 @@ def test_a_job_survives_kill_9_of_its_worker_and_finishes_exactly_once(stack: St
         job = client.post(
             "/v1/jobs", json={"image": png_b64(), "instruction": "paint the door red", "settings": {"steps": STEPS}}
         ).json()
-        with client.stream("GET", job["events_url"]) as stream:
-            for message in parse_sse(stream.iter_lines()):
-                if message.event == "step":
-                    break  # the worker is in the middle of the edit
-        victim.kill(signal.SIGKILL)
+        published = _wait_for_editor_step(editor_events, job["id"], deadline_s=60)
+        victim.kill(signal.SIGKILL)  # the worker is in the middle of the edit: the editor just did step 1
         assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "editing"
 
         stack.start_worker()
@@ -57,7 +70,6 @@ def test_a_job_survives_kill_9_of_its_worker_and_finishes_exactly_once(stack: St
 
     # The editor's own account for this job id: the first edit was stopped when its client died, and exactly
     # one edit ran all its steps.
-    published = []
     while (message := editor_events.get_message(timeout=0.5)) is not None:
         if message["type"] == "pmessage" and message["channel"].decode().endswith(job["id"]):
             published.append(json.loads(message["data"]))

@@ -188,3 +188,13 @@ def test_sqlite_store_is_safe_across_processes(tmp_path: Path) -> None:
     outcomes = sorted(out.get(timeout=5) for _ in processes)
     assert outcomes == ["lost", "lost", "won"]
     assert store.require(job_id).status is JobStatus.DONE
+
+
+def test_active_jobs_are_listed_until_they_finish(store: JobStore) -> None:
+    first, second, third = (store.create(_record()).id for _ in range(3))
+    store.transition(second, JobStatus.PLANNING)
+    assert store.active_job_ids() == [first, second, third]
+    store.transition(first, JobStatus.EDITING)
+    store.finish(first, _result())
+    store.cancel(third)
+    assert store.active_job_ids() == [second]

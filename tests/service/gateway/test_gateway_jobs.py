@@ -11,6 +11,7 @@ import json
 import pytest
 
 from replan_common.errors import PlanParseError, ServiceUnavailable
+from replan_common.jobs.models import JobStatus
 from replan_common.jobs.runner import ProgressCallback, run_job
 from replan_common.jobs.sse import parse_sse
 from replan_common.plan import Region, RegionPlan
@@ -177,3 +178,23 @@ def test_a_finished_job_is_never_run_again(stack, image_b64: str) -> None:
     run_job(job["id"], store=store, upstreams=second)
     assert (second.plans, second.edits) == (0, [])
     assert [e["stage"] for e in _events(stack, job["id"])].count("done") == 1
+
+
+def test_an_inline_queue_resumes_the_jobs_a_previous_process_left_unfinished(stack, image_b64: str) -> None:
+    import time
+
+    from replan_gateway.jobs import InlineJobQueue
+
+    store = stack.app.state.services.store
+    left = [_create(stack, image_b64)["id"] for _ in range(2)]
+    store.transition(left[0], JobStatus.PLANNING)
+    queue = InlineJobQueue(store, StubUpstreams(steps=1))
+    try:
+        assert queue.recover() == left
+        deadline = time.monotonic() + 10
+        while any(store.require(job_id).status.value != "done" for job_id in left):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        queue.close()
+    assert store.active_job_ids() == []

@@ -1,0 +1,425 @@
+// The page: wires the image, the plan, the box editor, the rule matrix and the settings to the API.
+//
+// Flow: GET /v1/info (backbones, defaults, limits, whether a key is needed) → pick an image → "AI Plan"
+// (POST /v1/plan) fills the global prompt and the boxes, or the user draws boxes by hand → "Run editing"
+// (POST /v1/jobs, kind "edit", with the plan as it stands on the page) → progress from the job's SSE
+// events → GET /v1/jobs/{id} for the result. No boxes means a plain backbone edit.
+
+import { ApiError, createApi, errorSentence } from "./api.js";
+import { BoxEditor } from "./boxes.js";
+import { Compare } from "./compare.js";
+import { pngDataUrl, saveJson } from "./downloads.js";
+import { EXAMPLES } from "./examples.js";
+import { formatBytes, readExample, readImage } from "./images.js";
+import { RuleMatrix } from "./matrix.js";
+import { RegionList } from "./regions.js";
+import { SettingsForm } from "./settings.js";
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  apiKey: null,
+  info: null,
+  image: null, // {dataUrl, width, height, name, bytes}
+  reasoning: "", // the planner's reasoning, kept with the plan
+  job: null, // the running job (JobPublic) and its event stream
+  stream: null,
+  result: null, // the last finished job's result (JobResult)
+};
+
+const api = createApi({ getKey: () => state.apiKey });
+const editor = new BoxEditor($("overlay"));
+const matrix = new RuleMatrix($("matrix"));
+const regions = new RegionList({
+  list: $("region-list"),
+  count: $("region-count"),
+  empty: $("no-regions"),
+  deleteButton: $("delete-box"),
+  editor,
+});
+const settings = new SettingsForm({
+  backbone: $("backbone"),
+  steps: $("steps"),
+  ratio: $("switch-ratio"),
+  expand: $("expand"),
+  seed: $("seed"),
+  seedRandom: $("seed-random"),
+  reset: $("settings-reset"),
+  planTemperature: $("plan-temperature"),
+  planSeed: $("plan-seed"),
+});
+const compare = new Compare({
+  frame: $("compare"),
+  before: $("compare-before"),
+  after: $("compare-after"),
+  divider: $("compare-divider"),
+  range: $("compare-range"),
+});
+
+// ------------------------------------------------------------------------------------------ messages
+
+function say(id, text) {
+  $(id).textContent = text;
+}
+
+function showError(id, error) {
+  $(id).textContent = error ? errorSentence(error) : "";
+}
+
+// -------------------------------------------------------------------------------------- gateway info
+
+async function loadInfo() {
+  try {
+    state.info = await api.info();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      $("auth-form").hidden = false;
+      say("stack-status", "API key needed");
+      showError("auth-error", state.apiKey ? error : null);
+      return;
+    }
+    say("stack-status", "Gateway unreachable");
+    showError("run-error", error);
+    return;
+  }
+  $("auth-form").hidden = true;
+  const info = state.info;
+  settings.setInfo(info);
+  const ready = info.pools?.editor?.filter((w) => w.available).length ?? 0;
+  const backbones = info.backbones.length ? info.backbones.join(", ") : "no editor ready yet";
+  say("stack-status", `Gateway ${info.version}: ${backbones}; ${ready} editor${ready === 1 ? "" : "s"} ready`);
+  $("tiny-warning").hidden = !(info.editors ?? []).some((e) => e.preset === "tiny");
+}
+
+$("auth-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.apiKey = $("api-key").value.trim() || null;
+  loadInfo();
+});
+
+// --------------------------------------------------------------------------------------------- image
+
+function renderExamples() {
+  const buttons = EXAMPLES.map((example) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "example";
+    button.title = example.instruction;
+    const thumb = document.createElement("img");
+    thumb.src = example.file;
+    thumb.alt = "";
+    const caption = document.createElement("span");
+    caption.textContent = example.title;
+    button.append(thumb, caption);
+    button.setAttribute("aria-label", `Example: ${example.title} (${example.instruction})`);
+    button.addEventListener("click", () => useImage(() => readExample(example.file, limits()), example));
+    return button;
+  });
+  $("examples").replaceChildren(...buttons);
+}
+
+const limits = () => ({ maxBytes: state.info?.limits?.max_image_bytes ?? null });
+
+async function useImage(read, example = null) {
+  showError("image-error", null);
+  let image;
+  try {
+    image = await read();
+  } catch (error) {
+    showError("image-error", error);
+    return;
+  }
+  const maxPixels = state.info?.limits?.max_image_pixels;
+  if (maxPixels && image.width * image.height > maxPixels) {
+    showError("image-error", new Error(`${image.name} has ${image.width}×${image.height} pixels; this gateway takes at most ${maxPixels}`));
+    return;
+  }
+  state.image = image;
+  $("source-image").src = image.dataUrl;
+  $("stage-frame").hidden = false;
+  $("stage-placeholder").hidden = true;
+  $("stage").classList.remove("empty");
+  fitImage();
+  editor.setImage(image.width, image.height);
+  say("image-size", `${image.name}: ${image.width}×${image.height} px, ${formatBytes(image.bytes)}. Boxes are in these pixels.`);
+  // A new image invalidates the plan made for the previous one.
+  $("global-prompt").value = "";
+  setReasoning("");
+  $("plan-notes").replaceChildren();
+  say("plan-status", "");
+  matrix.reset();
+  const instruction = $("instruction");
+  if (example && (!instruction.value.trim() || EXAMPLES.some((e) => e.instruction === instruction.value))) {
+    instruction.value = example.instruction;
+  }
+}
+
+/** Enlarge small images to at least MIN_DISPLAY_PX wide, shrink large ones to the stage and the window. */
+const MIN_DISPLAY_PX = 560;
+function displayWidth(container, width, height) {
+  const style = getComputedStyle(container);
+  const room = container.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const byHeight = (window.innerHeight * 0.68 * width) / height;
+  return `${Math.max(1, Math.floor(Math.min(room, byHeight, Math.max(width, MIN_DISPLAY_PX))))}px`;
+}
+
+function fitImage() {
+  if (state.image) {
+    $("source-image").style.width = displayWidth($("stage"), state.image.width, state.image.height);
+  }
+  if (state.result) {
+    $("compare-before").style.width = displayWidth($("result-panel"), state.result.width, state.result.height);
+  }
+}
+new ResizeObserver(fitImage).observe($("stage"));
+new ResizeObserver(fitImage).observe($("result-panel"));
+window.addEventListener("resize", fitImage);
+
+$("file-input").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (file) useImage(() => readImage(file, file.name, limits()));
+  event.target.value = ""; // choosing the same file again still loads it
+});
+
+// Dropping a file anywhere on the stage loads it.
+$("stage").addEventListener("dragover", (event) => {
+  event.preventDefault();
+  $("stage").classList.add("dropping");
+});
+$("stage").addEventListener("dragleave", () => $("stage").classList.remove("dropping"));
+$("stage").addEventListener("drop", (event) => {
+  event.preventDefault();
+  $("stage").classList.remove("dropping");
+  const file = event.dataTransfer.files[0];
+  if (file) useImage(() => readImage(file, file.name, limits()));
+});
+
+// ---------------------------------------------------------------------------------------------- plan
+
+function setReasoning(text) {
+  state.reasoning = text;
+  $("reasoning").textContent = text;
+  $("reasoning-box").hidden = !text;
+}
+
+async function aiPlan() {
+  showError("plan-error", null);
+  const instruction = $("instruction").value.trim();
+  if (!state.image) return showError("plan-error", new Error("pick an image first"));
+  if (!instruction) return showError("plan-error", new Error("write an instruction first"));
+  let options;
+  try {
+    options = settings.planOptions();
+  } catch (error) {
+    return showError("plan-error", error);
+  }
+  const button = $("plan-button");
+  button.disabled = true;
+  say("plan-status", "Planning…");
+  try {
+    const body = { image: state.image.dataUrl, instruction };
+    if (Object.keys(options).length) body.options = options;
+    const response = await api.plan(body);
+    $("global-prompt").value = response.plan.global_prompt;
+    setReasoning(response.plan.reasoning);
+    editor.setRegions(response.plan.regions);
+    matrix.reset();
+    showPlanNotes(response.adjustments ?? []);
+    const n = response.plan.regions.length;
+    const ms = response.timings_ms?.total_ms;
+    say("plan-status", `Plan ready: ${n} region${n === 1 ? "" : "s"}${ms ? ` in ${(ms / 1000).toFixed(1)} s` : ""}.`);
+  } catch (error) {
+    say("plan-status", "");
+    showError("plan-error", error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** What the planner service changed in the model's answer (clipped or dropped boxes), as sentences. */
+function showPlanNotes(adjustments) {
+  $("plan-notes").replaceChildren(
+    ...adjustments.map((a) => {
+      const item = document.createElement("li");
+      item.textContent = `The planner's region ${a.index + 1} was ${a.action}: ${a.reason}.`;
+      return item;
+    }),
+  );
+}
+
+$("plan-button").addEventListener("click", aiPlan);
+
+// --------------------------------------------------------------------------------- boxes and matrix
+
+$("add-box").addEventListener("click", () => {
+  if (!state.image) return showError("image-error", new Error("pick an image first, then add boxes"));
+  const index = editor.add();
+  regions.focusHint(index);
+});
+editor.addEventListener("remove", (event) => matrix.removeRegion(event.detail.index));
+editor.addEventListener("change", () => {
+  if (matrix.regions !== editor.regions.length) matrix.setLayout(editor.regions.length, settings.hasImagePrompt);
+});
+settings.addEventListener("backbone", () => matrix.setLayout(editor.regions.length, settings.hasImagePrompt));
+matrix.addEventListener("change", () => {
+  const n = matrix.changedCount;
+  say("matrix-status", n ? `${n} cell${n === 1 ? "" : "s"} changed from the default.` : "Default (locality) rules.");
+});
+$("matrix-reset").addEventListener("click", () => matrix.reset());
+
+// ----------------------------------------------------------------------------------------------- run
+
+/** The plan as it stands on the page (RegionPlan); null when there are no boxes and no global prompt. */
+function currentPlan() {
+  const globalPrompt = $("global-prompt").value.trim() || $("instruction").value.trim();
+  if (!editor.regions.length && !$("global-prompt").value.trim()) return null;
+  return {
+    reasoning: state.reasoning,
+    global_prompt: globalPrompt,
+    regions: editor.regions.map((r) => ({ bbox: [...r.bbox], hint: r.hint.trim() })),
+  };
+}
+
+/** The JobCreate body, or throws an Error that says what to fix. */
+function jobBody() {
+  if (!state.image) throw new Error("pick an image first");
+  const instruction = $("instruction").value.trim();
+  if (!instruction && !$("global-prompt").value.trim()) {
+    throw new Error("write an instruction or a global prompt first");
+  }
+  const missing = regions.flagMissingHints();
+  if (missing.length) {
+    regions.focusHint(missing[0] - 1);
+    const which = missing.length === 1 ? `region ${missing[0]} has` : `regions ${missing.join(", ")} have`;
+    throw new Error(`${which} no hint; say what each region should look like after the edit`);
+  }
+  const editSettings = settings.editSettings();
+  const customRules = editor.regions.length ? matrix.toCustomRules() : null;
+  if (customRules) editSettings.custom_rules = customRules;
+  const plan = currentPlan();
+  // No boxes and no global prompt: the bare instruction, i.e. a plain backbone edit.
+  return plan
+    ? { kind: "edit", image: state.image.dataUrl, plan, settings: editSettings }
+    : { kind: "edit", image: state.image.dataUrl, instruction, settings: editSettings };
+}
+
+function setProgress(percent, text) {
+  $("progress").value = percent;
+  say("progress-text", text);
+}
+
+function setRunning(running) {
+  $("run-button").disabled = running;
+  $("cancel-button").hidden = !running;
+}
+
+async function run() {
+  showError("run-error", null);
+  let body;
+  try {
+    body = jobBody();
+  } catch (error) {
+    return showError("run-error", error);
+  }
+  setRunning(true);
+  $("progress-area").hidden = false;
+  setProgress(0, "Submitting…");
+  let job;
+  try {
+    job = await api.createJob(body);
+  } catch (error) {
+    setRunning(false);
+    setProgress(0, "");
+    $("progress-area").hidden = true;
+    return showError("run-error", error);
+  }
+  state.job = { ...job, request: body };
+  setProgress(0, "Queued…");
+  state.stream = api.followJob(job, {
+    onEvent: (stage, data) => onJobEvent(job.id, stage, data),
+    onLost: () => finishJob(job.id),
+  });
+}
+
+function onJobEvent(jobId, stage, data) {
+  if (state.job?.id !== jobId) return;
+  if (stage === "step" && data.total) {
+    const percent = Math.round((100 * data.step) / data.total);
+    setProgress(percent, `Step ${data.step} of ${data.total} (${percent}%)`);
+  } else if (stage === "queued") setProgress(0, "Queued…");
+  else if (stage === "planning") setProgress(0, "Planning…");
+  else if (stage === "editing") setProgress(0, "Editing…");
+  else if (stage === "done" || stage === "error" || stage === "cancelled") finishJob(jobId);
+}
+
+/** Read the finished (or lost) job and show its result or its error. */
+async function finishJob(jobId) {
+  state.stream?.close();
+  state.stream = null;
+  let job;
+  try {
+    job = await api.getJob(jobId);
+  } catch (error) {
+    setRunning(false);
+    return showError("run-error", error);
+  }
+  if (state.job?.id !== jobId) return;
+  const request = state.job.request;
+  state.job = null;
+  setRunning(false);
+  if (job.status === "done" && job.result) {
+    setProgress(100, "Done (100%)");
+    showResult(job.result, request);
+  } else if (job.status === "error") {
+    setProgress($("progress").value, "Failed.");
+    showError("run-error", ApiError.fromDetail(job.error));
+  } else if (job.status === "cancelled") {
+    setProgress($("progress").value, "Cancelled.");
+  } else {
+    setProgress($("progress").value, `Lost the progress stream; the job is ${job.status}.`);
+  }
+}
+
+$("run-button").addEventListener("click", run);
+$("cancel-button").addEventListener("click", async () => {
+  const job = state.job;
+  if (!job) return;
+  try {
+    await api.cancelJob(job.id);
+  } catch (error) {
+    showError("run-error", error); // e.g. 409: it finished meanwhile; its final event still arrives
+  }
+});
+
+// -------------------------------------------------------------------------------------------- result
+
+function showResult(result, request) {
+  state.result = { ...result, request };
+  const after = pngDataUrl(result.image);
+  compare.show(request.image, after);
+  $("download-result").href = after;
+  const n = result.plan.regions.length;
+  const ms = result.timings_ms?.total_ms ?? result.timings_ms?.edit_ms;
+  say(
+    "result-info",
+    `${result.width}×${result.height} px, ${result.settings.backbone}, ${result.settings.steps} steps, seed ` +
+      `${result.settings.seed}, ${n ? `${n} region${n === 1 ? "" : "s"}` : "no regions (plain edit)"}` +
+      `${ms ? `, ${(ms / 1000).toFixed(1)} s` : ""}.`,
+  );
+  $("result-panel").hidden = false;
+  fitImage();
+}
+
+// The plan and settings as applied by the editor (resolved values, not what the form held).
+$("download-plan").addEventListener("click", () => state.result && saveJson("replan-plan.json", state.result.plan));
+$("download-settings").addEventListener(
+  "click",
+  () => state.result && saveJson("replan-settings.json", state.result.settings),
+);
+
+// ---------------------------------------------------------------------------------------------- start
+
+renderExamples();
+matrix.setLayout(0, false);
+say("matrix-status", "Default (locality) rules.");
+loadInfo();
