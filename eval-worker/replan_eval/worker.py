@@ -31,16 +31,6 @@ class Pool(str, Enum):
     PREFORK = "prefork"
 
 
-def fit_transport_options(app: Celery) -> None:
-    """Adjust the broker options to the transport in use (the app may be a producer or a worker).
-
-    kombu's SQLAlchemy transport hands `broker_transport_options` to `sqlalchemy.create_engine`, which
-    rejects Redis-only keys such as `visibility_timeout`; it has no visibility timeout to set anyway.
-    """
-    if str(app.conf.broker_url).startswith("sqla+"):
-        app.conf.broker_transport_options = {}
-
-
 def worker_argv(
     queues: list[str], *, pool: Pool, concurrency: int | None, default_concurrency: int, loglevel: str, hostname: str
 ) -> list[str]:
@@ -107,7 +97,6 @@ def serve_worker(
     configure_logging(log_level, json_lines=log_json)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise here
     app = create_celery_app(settings)
-    fit_transport_options(app)
     if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
         # Kombu's default sweep for abandoned messages runs about every 100 s; a killed worker's job should
         # come back soon after its visibility timeout, so sweep often (one cheap ZRANGE per sweep).

@@ -169,11 +169,8 @@ def _job_queue(settings: GatewaySettings, store: JobStore) -> JobQueue:
         )
         return InlineJobQueue(store, upstreams)
     from replan_eval.celery_app import create_celery_app
-    from replan_eval.worker import fit_transport_options
 
-    celery_app = create_celery_app()
-    fit_transport_options(celery_app)
-    return CeleryJobQueue(celery_app)
+    return CeleryJobQueue(create_celery_app())
 
 
 async def _readiness(services: GatewayServices) -> Readiness:

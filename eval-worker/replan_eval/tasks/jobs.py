@@ -22,7 +22,7 @@ from replan_common.jobs.runner import is_transient, run_job
 from replan_common.jobs.settings import JobsSettings, get_jobs_settings, open_job_store
 from replan_common.jobs.store import JobStore
 from replan_common.jobs.upstream import HttpJobUpstreams
-from replan_eval.settings import EvalSettings
+from replan_eval.tasks import _context
 
 logger = logging.getLogger(__name__)
 
@@ -46,19 +46,10 @@ def _upstreams(
     )
 
 
-def _settings(task: Task) -> EvalSettings:
-    settings = getattr(task.app, "replan_settings", None)
-    if not isinstance(settings, EvalSettings):
-        from replan_eval.settings import get_settings
-
-        settings = get_settings()
-    return settings
-
-
 @shared_task(bind=True, name=RUN_JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run(self: Task, job_id: str) -> None:
     """Run (or resume) job `job_id` to a terminal state."""
-    settings = _settings(self)
+    settings = _context.settings_of(self.app)
     jobs: JobsSettings = get_jobs_settings()
     store = _store(jobs.store_url, jobs.ttl_s)
     api_key = settings.service_api_key.get_secret_value() if settings.service_api_key else None
