@@ -92,7 +92,7 @@ def create_app(
         auth=Authenticator(settings.api_keys(), disabled=settings.auth_disabled),
         limiter=limiter,
         replan=ReplanService(settings=settings, planners=planners, editors=editors, images=images),
-        jobs=JobService(store, queue, images),
+        jobs=JobService(store, queue, images, metrics=gateway_metrics),
         store=store,
         planners=planners,
         editors=editors,

@@ -27,6 +27,7 @@ from replan_common.jobs.store import JobNotFound, JobStore, new_job_id
 from replan_common.protocol import ProgressStage
 from replan_gateway.auth import Principal
 from replan_gateway.image_input import ImageInput
+from replan_gateway.metrics import GatewayMetrics
 from replan_gateway.protocol import JobCreate
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,9 @@ class JobService:
         *,
         poll_interval_s: float = 0.2,
         keepalive_s: float = 15.0,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.queue = queue
         self.images = images
@@ -138,6 +141,8 @@ class JobService:
             )
             await _off_loop(self.store.fail, record.id, error)
             raise error from exc
+        if self.metrics is not None:
+            self.metrics.jobs_created.labels(record.kind.value).inc()
         logger.info("job %s (%s) queued for %s", record.id, record.kind.value, principal.name)
         return record
 

@@ -72,6 +72,7 @@ def test_a_job_is_queued_run_and_read_back_with_its_result(stack, image_b64: str
     assert job["status"] == "queued" and job["kind"] == "replan"
     assert job["events_url"] == f"/v1/jobs/{job['id']}/events"
     assert stack.queue.ids == [job["id"]]
+    assert 'replan_gateway_jobs_created_total{kind="replan"} 1.0' in stack.client.get("/metrics").text
     upstreams = StubUpstreams()
     run_job(job["id"], store=stack.app.state.services.store, upstreams=upstreams)
     done = stack.client.get(f"/v1/jobs/{job['id']}", headers=stack.auth()).json()

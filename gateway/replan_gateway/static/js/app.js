@@ -13,13 +13,15 @@ import { EXAMPLES } from "./examples.js";
 import { formatBytes, readExample, readImage } from "./images.js";
 import { RuleMatrix } from "./matrix.js";
 import { RegionList } from "./regions.js";
-import { SettingsForm } from "./settings.js";
+import { SettingsError, SettingsForm } from "./settings.js";
 
 const $ = (id) => document.getElementById(id);
+const INFO_RETRY_MS = 5000;
 
 const state = {
   apiKey: null,
   info: null,
+  infoTimer: null,
   image: null, // {dataUrl, width, height, name, bytes}
   reasoning: "", // the planner's reasoning, kept with the plan
   job: null, // the running job (JobPublic) and its event stream
@@ -66,6 +68,14 @@ function showError(id, error) {
   $(id).textContent = error ? errorSentence(error) : "";
 }
 
+/** Put the focus on a field to fix, opening the advanced panel if it is in there. */
+function focusField(input) {
+  if (!input) return;
+  const panel = input.closest("details");
+  if (panel) panel.open = true;
+  input.focus();
+}
+
 // -------------------------------------------------------------------------------------- gateway info
 
 async function loadInfo() {
@@ -85,10 +95,13 @@ async function loadInfo() {
   $("auth-form").hidden = true;
   const info = state.info;
   settings.setInfo(info);
-  const ready = info.pools?.editor?.filter((w) => w.available).length ?? 0;
-  const backbones = info.backbones.length ? info.backbones.join(", ") : "no editor ready yet";
-  say("stack-status", `Gateway ${info.version}: ${backbones}; ${ready} editor${ready === 1 ? "" : "s"} ready`);
+  const ready = (info.pools?.editor ?? []).filter((w) => w.health === "ready").length;
+  const serves = info.backbones.length ? info.backbones.join(", ") : "no editor has answered yet";
+  say("stack-status", `Gateway ${info.version}: ${serves}; ${ready} editor${ready === 1 ? "" : "s"} ready`);
   $("tiny-warning").hidden = !(info.editors ?? []).some((e) => e.preset === "tiny");
+  // While no editor has answered (the stack is still loading models), look again now and then.
+  clearTimeout(state.infoTimer);
+  if (!info.backbones.length) state.infoTimer = setTimeout(loadInfo, INFO_RETRY_MS);
 }
 
 $("auth-form").addEventListener("submit", (event) => {
@@ -211,6 +224,7 @@ async function aiPlan() {
   try {
     options = settings.planOptions();
   } catch (error) {
+    focusField(error.input);
     return showError("plan-error", error);
   }
   const button = $("plan-button");
@@ -319,6 +333,7 @@ async function run() {
   try {
     body = jobBody();
   } catch (error) {
+    if (error instanceof SettingsError) focusField(error.input);
     return showError("run-error", error);
   }
   setRunning(true);

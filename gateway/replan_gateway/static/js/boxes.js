@@ -141,7 +141,7 @@ export class BoxEditor extends EventTarget {
   setHint(index, hint) {
     if (!this.regions[index]) return;
     this.regions[index].hint = hint;
-    this.changed("hint", { render: false });
+    this.changed("hint"); // the box's accessible name carries its hint
   }
 
   select(index) {
@@ -155,8 +155,8 @@ export class BoxEditor extends EventTarget {
     this.boxLayer.children[index]?.focus({ preventScroll: true });
   }
 
-  changed(reason, { render = true } = {}) {
-    if (render) this.render();
+  changed(reason) {
+    this.render();
     this.dispatchEvent(new CustomEvent("change", { detail: { reason } }));
   }
 

@@ -13,8 +13,13 @@ export const DEMO_DEFAULTS = {
 
 const BACKBONE_NAMES = { "flux-kontext": "FLUX.1 Kontext", "qwen-image-edit": "Qwen-Image-Edit" };
 
-/** Thrown for a field the user must fix; the page shows the message as it is. */
-export class SettingsError extends Error {}
+/** Thrown for a field the user must fix; the page shows the message and moves the focus to `input`. */
+export class SettingsError extends Error {
+  constructor(message, input) {
+    super(message);
+    this.input = input;
+  }
+}
 
 export class SettingsForm extends EventTarget {
   constructor(elements) {
@@ -36,11 +41,18 @@ export class SettingsForm extends EventTarget {
 
   /** Fill the backbone list from GET /v1/info (only backbones an editor serves) and apply its defaults. */
   setInfo(info) {
+    const hadEditor = Boolean(this.info?.backbones?.length);
     this.info = info;
     const backbones = info.backbones?.length ? info.backbones : Object.keys(DEMO_DEFAULTS);
+    const offered = [...this.el.backbone.options].map((o) => o.value);
+    // Leave the form alone when nothing changed (info is read again while no editor has answered), so a
+    // refresh never undoes what the user set; an editor answering for the first time brings its defaults.
+    if (offered.join() === backbones.join() && hadEditor === Boolean(info.backbones?.length)) return;
+    const previous = this.el.backbone.value;
     this.el.backbone.replaceChildren(
       ...backbones.map((b) => new Option(BACKBONE_NAMES[b] ? `${BACKBONE_NAMES[b]} (${b})` : b, b)),
     );
+    if (backbones.includes(previous)) this.el.backbone.value = previous;
     this.applyDefaults();
     if (this.el.seed.value === "") this.el.seed.value = "0";
     this.dispatchEvent(new CustomEvent("backbone", { detail: { backbone: this.backbone } }));
@@ -100,6 +112,7 @@ function readNumber(input, name, { integer = false } = {}) {
     const kind = integer ? "a whole number" : "a number";
     throw new SettingsError(
       `${name} must be ${kind}${bounds.length ? ` ${bounds.join(" and ")}` : ""} (got “${input.value}”).`,
+      input,
     );
   }
   return value;
