@@ -1,4 +1,4 @@
-"""Fixtures of the browser suite: one `replan up --preset tiny` stack per module, Debian's Chromium driven
+"""Fixtures of the browser suite: one `replan up --preset tiny` stack for the suite, Debian's Chromium driven
 headless by Playwright, and a recorder of every request and console message of a page.
 
 The stack is real (planner, editor, Celery worker on SQLite, gateway serving the page) and stays on
@@ -66,9 +66,9 @@ class Stack:
         return httpx.get(f"{self.url}/v1/info", timeout=10).json()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`replan up --preset tiny` on a free loopback port, shared by the tests of a module."""
+    """`replan up --preset tiny` on a free loopback port, started once for the whole browser suite."""
     root = tmp_path_factory.mktemp("stack")
     (root / "logs").mkdir()
     port = free_port()
@@ -88,13 +88,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         process.stop(timeout_s=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
     try:
@@ -122,6 +122,7 @@ class Recorded:
     url: str
     resource_type: str
     body: Any
+    authorization: str | None = None
 
     @property
     def path(self) -> str:
@@ -144,7 +145,9 @@ class PageLog:
                 body = json.loads(request.post_data)
             except ValueError:
                 body = request.post_data
-        self.requests.append(Recorded(request.method, request.url, request.resource_type, body))
+        self.requests.append(
+            Recorded(request.method, request.url, request.resource_type, body, request.headers.get("authorization"))
+        )
 
     def on_console(self, message: ConsoleMessage) -> None:
         if message.type in ("error", "warning"):
