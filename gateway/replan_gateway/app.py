@@ -36,6 +36,7 @@ from replan_gateway.jobs import CeleryJobQueue, InlineJobQueue, JobQueue, JobSer
 from replan_gateway.metrics import GatewayMetrics
 from replan_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from replan_gateway.routes import api_router
+from replan_gateway.routes.rewards import install_rewards
 from replan_gateway.routing import WorkerPool
 from replan_gateway.serving import ReplanService
 from replan_gateway.settings import GatewaySettings, JobExecutor
@@ -137,6 +138,7 @@ def create_app(
     )
     app.state.services = services
     app.include_router(api_router)
+    install_rewards(app)  # POST /v1/rewards (replan_eval's reward service)
     static_dir = settings.resolved_static_dir()
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="static")
