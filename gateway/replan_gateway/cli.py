@@ -8,7 +8,7 @@ for the Celery broker). `replan up` runs the whole stack on this machine (see `l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +32,7 @@ def serve_gateway(
     from replan_gateway.app import create_app, quiet_http_client_logs
     from replan_gateway.settings import GatewaySettings
 
-    given = {"host": host, "port": port, "log_level": log_level}
+    given: dict[str, Any] = {"host": host, "port": port, "log_level": log_level}
     try:
         settings = GatewaySettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any, cast
 
 import redis
 
@@ -92,7 +93,7 @@ class RedisJobStore(JobStore):
         event = ProgressEvent(job_id=record.id, stage=ProgressStage.QUEUED, message="queued")
         with _connection_errors():
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, mapping=cast("dict[Any, Any]", fields))
             pipe.xadd(
                 stream,
                 {"event": event.model_dump_json(), "status": "queued", "at": record.created_at.isoformat()},
@@ -108,7 +109,7 @@ class RedisJobStore(JobStore):
     def get(self, job_id: str) -> JobRecord | None:
         key, _ = self._keys(job_id)
         with _connection_errors():
-            raw = self._redis.hgetall(key)
+            raw = cast("dict[str, str]", self._redis.hgetall(key))
         if not raw or "status" not in raw:
             return None
         data: dict[str, object] = dict(raw)
@@ -148,12 +149,15 @@ class RedisJobStore(JobStore):
                 param="Last-Event-ID",
             )
         with _connection_errors():
-            entries = self._redis.xrange(stream, min=f"({after}" if after else "-", max="+", count=limit)
+            entries = cast(
+                "list[tuple[str, dict[str, str]]]",
+                self._redis.xrange(stream, min=f"({after}" if after else "-", max="+", count=limit),
+            )
         return [_event(entry_id, fields) for entry_id, fields in entries]
 
     def active_job_ids(self, *, limit: int = 10_000) -> list[str]:
         with _connection_errors():
-            ids: list[str] = self._redis.zrange(self._active_key, 0, limit - 1)
+            ids = cast("list[str]", self._redis.zrange(self._active_key, 0, limit - 1))
             # Jobs that expired while active leave their id behind: drop those.
             pipe = self._redis.pipeline(transaction=False)
             for job_id in ids:
