@@ -55,8 +55,9 @@ def up(
     preset: Annotated[
         str,
         typer.Option(
-            help="tiny: random-weight models on CPU (no downloads); default: real models (GPU, weights present); "
-            "auto: default when a GPU is visible, else tiny."
+            help="tiny: random-weight models on CPU (no downloads); default: the models REPLAN_EDITOR_* and "
+            "REPLAN_PLANNER_* configure; auto: default when a GPU is visible and REPLAN_EDITOR_MODEL is a local "
+            "checkpoint, else tiny."
         ),
     ] = "auto",
     host: Annotated[str, typer.Option(help="Interface for the API; anything but loopback needs --api-key.")] = (

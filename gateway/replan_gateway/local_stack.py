@@ -73,6 +73,15 @@ def gpu_visible() -> bool:
     return out.returncode == 0 and "GPU" in out.stdout
 
 
+def real_models_available() -> bool:
+    """A GPU is visible and `REPLAN_EDITOR_MODEL` names a local checkpoint: then `auto` means real models.
+
+    The planner's model is whatever `REPLAN_PLANNER_*` configures (a vLLM endpoint or local weights).
+    """
+    model = os.environ.get("REPLAN_EDITOR_MODEL")
+    return bool(model) and Path(model).expanduser().is_dir() and gpu_visible()
+
+
 def default_state_dir() -> Path:
     if os.environ.get("REPLAN_STATE_DIR"):
         return Path(os.environ["REPLAN_STATE_DIR"])
@@ -98,7 +107,7 @@ class StackOptions:
         if jobs not in ("celery", "inline"):
             raise StackError(f"--jobs must be celery or inline (got {jobs!r})")
         if preset == "auto":
-            preset = "default" if gpu_visible() else "tiny"
+            preset = "default" if real_models_available() else "tiny"
         if not is_loopback(host) and not api_key:
             raise StackError(
                 f"binding {host} exposes the API beyond this machine; pass --api-key KEY (or REPLAN_UP_API_KEY), "
