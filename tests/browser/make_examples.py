@@ -1,8 +1,9 @@
-"""Draw the web page's bundled example images (`gateway/replan_gateway/static/examples/*.png`).
+"""Draw the web page's bundled images: the examples (`static/examples/*.png`) and the favicon.
 
 Flat-colour scenes drawn with PIL, so they are ours, tiny (PNG of flat shapes), and each has an obvious
 object for a region edit. Run `python -m tests.browser.make_examples` after changing a drawing; the PNGs
-are committed, the page's example list is `static/js/examples.js`.
+are committed, the page's example list is `static/js/examples.js`. The favicon is a PNG rather than an SVG
+because the distribution's package data takes `*.png` (and not `*.svg`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "gateway" / "replan_gateway" / "static" / "examples"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "gateway" / "replan_gateway" / "static"
+EXAMPLES_DIR = STATIC_DIR / "examples"
 SIZE = (384, 288)
 
 
@@ -67,14 +69,26 @@ def fruit() -> Image.Image:
     return im
 
 
+def favicon() -> Image.Image:
+    """Two overlapping region boxes on the page's header blue."""
+    im = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    d.rounded_rectangle([0, 0, 31, 31], radius=6, fill=(31, 78, 121))
+    d.rectangle([6, 8, 19, 19], outline=(255, 209, 102), width=3)
+    d.rectangle([13, 13, 25, 24], outline=(142, 202, 230), width=3)
+    return im
+
+
 EXAMPLES = {"desk.png": desk, "street.png": street, "fruit.png": fruit}
 
 
 def main() -> None:
     EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
-    for name, draw in EXAMPLES.items():
-        draw().save(EXAMPLES_DIR / name, optimize=True)
-        print(f"{EXAMPLES_DIR / name}: {(EXAMPLES_DIR / name).stat().st_size} bytes")
+    outputs = {EXAMPLES_DIR / name: draw for name, draw in EXAMPLES.items()}
+    outputs[STATIC_DIR / "favicon.png"] = favicon
+    for path, draw in outputs.items():
+        draw().save(path, optimize=True)
+        print(f"{path}: {path.stat().st_size} bytes")
 
 
 if __name__ == "__main__":
