@@ -21,15 +21,17 @@ pytestmark = pytest.mark.integration
 READY_WITHIN_S = 60
 
 
-def _processes_with(fragment: str) -> list[int]:
+def _processes_using(state_dir: Path) -> list[int]:
+    """Processes whose environment points at this state directory: the children of that `replan up`."""
     found = []
+    marker = str(state_dir).encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                environ = (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if fragment in cmdline:
+            if marker in environ:
                 found.append(int(entry.name))
     return found
 
@@ -77,6 +79,7 @@ def test_replan_up_serves_a_working_api_within_60_s_and_stops_cleanly(tmp_path: 
                 assert status not in ("error", "cancelled") and time.monotonic() < deadline, status
                 time.sleep(0.3)
         assert (state / "jobs.sqlite").exists() and (state / "broker.sqlite").exists()
+        assert len(_processes_using(state.resolve())) == 4  # planner, editor, worker, gateway
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -87,7 +90,7 @@ def test_replan_up_serves_a_working_api_within_60_s_and_stops_cleanly(tmp_path: 
         reader.join(timeout=5)
     assert code == 0, "\n".join(lines)
     assert lines[-1].endswith("stopped")
-    assert _processes_with(f"--port {port}") == []
+    assert _processes_using(state.resolve()) == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
 
