@@ -281,4 +281,4 @@ def _print_summary(console: Console, run_dir: Path) -> None:
             *(f"{row[k]:.2f}" for k in ("quality", "target", "effect", "consistency", "overall", "weighted")),
         )
     console.print(table)
-    console.print(f"{body['generated']}/{body['samples']} generated; report: {layout.report_html}")
+    console.print(f"{body['generated']}/{body['samples']} generated; report: {layout.report_html}", soft_wrap=True)
