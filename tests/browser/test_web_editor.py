@@ -220,6 +220,7 @@ def test_keyboard_only_box_and_matrix_editing(stack: Stack, open_page) -> None:
     box = editor.boxes().nth(0)
     expect(box).to_be_focused()
     expect(box.locator("rect.box-body")).to_have_css("stroke", "rgb(245, 158, 11)")  # the focus ring colour
+    bp.screenshot("box-focused")
     keyboard.press("ArrowRight")
     keyboard.press("Shift+ArrowDown")
     keyboard.press("Alt+ArrowRight")

@@ -88,8 +88,9 @@ async function loadInfo() {
       showError("auth-error", state.apiKey ? error : null);
       return;
     }
-    say("stack-status", "Gateway unreachable");
-    showError("run-error", error);
+    say("stack-status", `Could not read the gateway info. ${errorSentence(error)} Trying again…`);
+    clearTimeout(state.infoTimer);
+    state.infoTimer = setTimeout(loadInfo, INFO_RETRY_MS);
     return;
   }
   $("auth-form").hidden = true;

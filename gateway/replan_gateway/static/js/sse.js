@@ -55,7 +55,11 @@ function followWithFetch(url, key, onEvent, onLost) {
       signal: controller.signal,
       cache: "no-store",
     });
-    if (!response.ok) throw new Error(`the progress stream answered HTTP ${response.status}`);
+    if (!response.ok) {
+      const error = new Error(`the progress stream answered HTTP ${response.status}`);
+      error.final = response.status >= 400 && response.status < 500; // no point in asking again
+      throw error;
+    }
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -85,7 +89,7 @@ function followWithFetch(url, key, onEvent, onLost) {
         await readOnce();
       } catch (error) {
         if (finished || controller.signal.aborted) return;
-        if (attempt === MAX_RECONNECTS) {
+        if (error.final || attempt === MAX_RECONNECTS) {
           onLost(error);
           return;
         }
