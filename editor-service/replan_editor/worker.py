@@ -378,14 +378,17 @@ class EditorWorker:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            oom_message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            oom_message = str(exc) or type(exc).__name__
         if oom_message is not None:
             # Outside the except block: the traceback (and the tensors its frames hold) is gone by now.
             self._release_device_memory()
             logger.warning("job %s ran out of device memory: %s", job.job_id, oom_message)
+            # The client gets the first sentence only ("Tried to allocate 128.00 MiB."), not other processes'
+            # ids and memory, which CUDA's message lists.
+            first = oom_message.split(". GPU ")[0].splitlines()[0][:200]
             raise GpuOutOfMemory(
-                f"the device ran out of memory during this edit ({oom_message}); retry later or use a smaller "
-                "image (max_area)",
+                f"the device ran out of memory during this edit ({first}); retry later or use a smaller image "
+                "(settings.max_area)",
                 retry_after_s=self.oom_retry_after_s,
             )
         return result, time.perf_counter() - started

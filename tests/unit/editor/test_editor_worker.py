@@ -143,7 +143,10 @@ def test_edit_reports_editing_then_every_step_in_order() -> None:
 @pytest.mark.parametrize(
     "error",
     [
-        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which "
+            "1.2 GiB is free. Process 643 has 77.9 GiB memory in use."
+        ),
         RuntimeError("CUDA error: out of memory"),
     ],
     ids=["OutOfMemoryError", "RuntimeError"],
@@ -160,6 +163,7 @@ def test_out_of_memory_is_a_503_with_retry_after_and_the_worker_stays_up(error: 
         assert caught.value.status == 503
         assert caught.value.code == "gpu_out_of_memory"
         assert caught.value.retry_after_s == worker.oom_retry_after_s
+        assert "out of memory" in caught.value.message and "Process" not in caught.value.message
         output = await submit(worker, job("after"))
         assert output.job_id == "after"
 
