@@ -95,11 +95,18 @@ def playwright() -> Iterator[Playwright]:
 
 
 @pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-    try:
-        yield browser
-    finally:
+def browser(playwright: Playwright) -> Iterator[Callable[[], Browser]]:
+    """The suite's one Chromium, launched on first use inside a test, so that a missing Chromium makes each
+    test FAIL (with the install command), not error out in setup or skip."""
+    launched: list[Browser] = []
+
+    def get() -> Browser:
+        if not launched:
+            launched.append(playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS))
+        return launched[0]
+
+    yield get
+    for browser in launched:
         browser.close()
 
 
@@ -201,12 +208,12 @@ class BrowserPage:
 
 
 @pytest.fixture
-def open_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[..., BrowserPage]]:
+def open_page(browser: Callable[[], Browser], request: pytest.FixtureRequest) -> Iterator[Callable[..., BrowserPage]]:
     """`open_page(url, viewport=...)`: a fresh context and page, recorded; closed after the test."""
     contexts = []
 
     def _open(url: str, *, viewport: dict[str, int] = LAPTOP) -> BrowserPage:
-        context = browser.new_context(viewport=viewport, accept_downloads=True)
+        context = browser().new_context(viewport=viewport, accept_downloads=True)
         contexts.append(context)
         log = PageLog(origin=url)
         context.on("request", log.on_request)  # the whole context: workers too, not only the page
