@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Literal, cast, overload
 
 from replan_eval.adapters.client import RewardClient, RewardOutcome
 from replan_eval.adapters.inputs import extra_info_dict, find_image, stage_for_task
@@ -66,7 +66,7 @@ def reward_components(score: float, detail: RewardSampleResult | None) -> dict[s
 
 def _score(
     samples: list[RewardSample],
-    task_names: list[tuple[object, ...]],
+    task_names: Sequence[tuple[object, ...]],
     stage: RewardStage | None,
     client: RewardClient | None,
 ) -> RewardOutcome:
@@ -132,6 +132,43 @@ def _easyr1(
         names.append((item.get("task_name"), item.get("data_source"), extra.get("task_name")))
     outcome = _score(samples, names, stage, client)
     return [reward_components(s, d) for s, d in zip(outcome.scores, outcome.details, strict=True)]
+
+
+@overload
+def compute_score(
+    reward_inputs: Sequence[Mapping[str, object]],
+    *,
+    stage: int | None = None,
+    client: RewardClient | None = None,
+) -> list[dict[str, float]]: ...
+
+
+@overload
+def compute_score(
+    reward_inputs: None = None,
+    *,
+    data_sources: Sequence[object] | None = None,
+    solution_strs: Sequence[str] | None = None,
+    ground_truths: Sequence[object] | None = None,
+    extra_infos: Sequence[object] | None = None,
+    stage: int | None = None,
+    return_dict: Literal[False] = False,
+    client: RewardClient | None = None,
+) -> list[float]: ...
+
+
+@overload
+def compute_score(
+    reward_inputs: None = None,
+    *,
+    data_sources: Sequence[object] | None = None,
+    solution_strs: Sequence[str] | None = None,
+    ground_truths: Sequence[object] | None = None,
+    extra_infos: Sequence[object] | None = None,
+    stage: int | None = None,
+    return_dict: Literal[True],
+    client: RewardClient | None = None,
+) -> list[dict[str, float]]: ...
 
 
 def compute_score(

@@ -16,7 +16,13 @@ from replan_eval.adapters.client import RewardClient, RewardClientConfig
 from replan_eval.adapters.inputs import encode_image, extra_info_dict, find_image, stage_for_task
 from replan_eval.adapters.trl import completion_text, make_reward_func, replan_stage1, replan_stage2
 from replan_eval.adapters.verl import compute_score
-from replan_eval.rewards.protocol import RewardSample, RewardSampleResult, RewardsRequest, RewardsResponse
+from replan_eval.rewards.protocol import (
+    RewardSample,
+    RewardSampleResult,
+    RewardsRequest,
+    RewardsResponse,
+    RewardStatus,
+)
 from replan_eval.rewards.service import score_stage1_batch
 from replan_eval.rewards.stage1 import score_stage1
 
@@ -48,7 +54,9 @@ class Server:
             reply = score_stage1_batch(body)
         else:
             results = [
-                RewardSampleResult(index=i, score=STAGE2_SCORE, status="scored", stage1=score_stage1(s.response))
+                RewardSampleResult(
+                    index=i, score=STAGE2_SCORE, status=RewardStatus.SCORED, stage1=score_stage1(s.response)
+                )
                 for i, s in enumerate(body.samples)
             ]
             reply = RewardsResponse(stage=2, batch_id="b1", scores=[STAGE2_SCORE] * len(results), results=results)
@@ -73,21 +81,21 @@ def test_scores_come_back_in_order_with_detail() -> None:
 
 @pytest.mark.parametrize("failure", [500, 502, 503, 429, httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
 def test_transient_failures_are_retried_5_s_apart(failure: int | Exception) -> None:
-    server, sleeps = Server([failure, failure]), []
+    server, sleeps = Server([failure, failure]), list[float]()
     outcome = client(server, sleeps).score([RewardSample(response=VALID)], stage=1)
     assert outcome.scores == [pytest.approx(0.905)]
     assert sleeps == [5.0, 5.0] and len(server.requests) == 1
 
 
 def test_three_failures_score_zero_instead_of_raising() -> None:
-    server, sleeps = Server([503, 503, 503]), []
+    server, sleeps = Server([503, 503, 503]), list[float]()
     outcome = client(server, sleeps).score([RewardSample(response=VALID)] * 2, stage=1)
     assert outcome.scores == [0.0, 0.0] and outcome.failed == 2 and sleeps == [5.0, 5.0]
 
 
 @pytest.mark.parametrize("status", [400, 401, 413, 422])
 def test_a_client_error_scores_zero_without_retrying(status: int) -> None:
-    server, sleeps = Server([status]), []
+    server, sleeps = Server([status]), list[float]()
     outcome = client(server, sleeps).score([RewardSample(response=VALID)], stage=1)
     assert outcome.scores == [0.0] and sleeps == [] and server.failures == []
 
@@ -161,8 +169,9 @@ def test_verl_return_dict_gives_score_and_parts() -> None:
         data_sources=["x"], solution_strs=[VALID], ground_truths=[None], extra_infos=[None], return_dict=True,
         client=client(Server()),
     )  # fmt: skip
-    assert isinstance(scores[0], dict)
-    assert scores[0]["score"] == pytest.approx(0.905) and scores[0]["format"] == 1.0 and scores[0]["failed"] == 0.0
+    first = scores[0]
+    assert isinstance(first, dict)
+    assert first["score"] == pytest.approx(0.905) and first["format"] == 1.0 and first["failed"] == 0.0
 
 
 def test_the_task_name_picks_the_stage_per_sample() -> None:
@@ -221,7 +230,7 @@ def test_the_environment_stage_yields_to_task_names(monkeypatch: pytest.MonkeyPa
 
 
 def test_trl_reward_reads_chat_completions_and_logs_parts() -> None:
-    server, metrics = Server(), {}
+    server, metrics = Server(), dict[str, float]()
     reward = make_reward_func(
         stage=1, config=RewardClientConfig(url="http://rewards.test/v1/rewards"), transport=server.transport()
     )
