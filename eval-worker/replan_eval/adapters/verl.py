@@ -188,6 +188,11 @@ def compute_score(
     Args:
         client: the HTTP client to use (default: one configured from ``REPLAN_REWARD_*`` now).
     """
+    if "solution_str" in _:
+        raise TypeError(
+            "verl called compute_score one sample at a time (its naive reward manager); this function scores "
+            "batches: set reward_model.reward_manager=batch"
+        )
     chosen = _check_stage(stage, "the stage keyword")
     if reward_inputs is not None:
         return _easyr1(reward_inputs, chosen, client)

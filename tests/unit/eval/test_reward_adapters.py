@@ -212,6 +212,8 @@ def test_a_bad_stage_is_refused_before_any_request(monkeypatch: pytest.MonkeyPat
     assert server.requests == []
     with pytest.raises(TypeError):
         compute_score()
+    with pytest.raises(TypeError, match="reward_manager=batch"):
+        compute_score(data_source="x", solution_str=VALID, ground_truth=None)  # type: ignore[call-overload]
 
 
 def test_the_environment_stage_yields_to_task_names(monkeypatch: pytest.MonkeyPatch) -> None:
