@@ -162,6 +162,7 @@ def child_env(options: StackOptions, *, planner_url: str, editor_url: str) -> di
         "REPLAN_JOBS_STORE_URL": f"sqlite:///{state / 'jobs.sqlite'}",
         "REPLAN_WORKER_BROKER_URL": f"sqla+sqlite:///{state / 'broker.sqlite'}",
         "REPLAN_WORKER_RESULT_BACKEND": f"db+sqlite:///{state / 'results.sqlite'}",
+        "REPLAN_WORKER_REWARD_STORE_URL": f"sqlite:///{state / 'rewards.sqlite'}",
         "REPLAN_WORKER_PLANNER_URL": planner_url,
         "REPLAN_WORKER_EDITOR_URLS": json.dumps([editor_url]),
         "REPLAN_GATEWAY_PLANNER_URLS": json.dumps([planner_url]),

@@ -112,6 +112,7 @@ def stack_env(redis_url: str, planner_url: str, editor_url: str) -> dict[str, st
     env = {
         "REPLAN_WORKER_BROKER_URL": f"{redis_url}/0",
         "REPLAN_WORKER_RESULT_BACKEND": f"{redis_url}/1",
+        "REPLAN_WORKER_REWARD_STORE_URL": f"{redis_url}/2",
         "REPLAN_WORKER_PLANNER_URL": planner_url,
         "REPLAN_WORKER_EDITOR_URLS": json.dumps([editor_url]),
         # The shortest visibility timeout the worker settings allow: a killed worker's job is redelivered
