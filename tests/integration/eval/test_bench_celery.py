@@ -139,3 +139,14 @@ def test_a_worker_killed_mid_run_is_replaced_and_no_sample_is_lost_or_repeated(
     prompts = eval_services.judge_calls()["by_prompt"]
     new = {k: v - judge_before.get(k, 0) for k, v in prompts.items() if v != judge_before.get(k, 0)}
     assert len(new) == 4 * n and set(new.values()) == {1}
+
+
+def test_a_local_run_needs_no_broker(eval_services: EvalServices, launch: Launch, tmp_path: Path) -> None:
+    n = 3
+    config, out_dir = write_config(tmp_path, eval_services, n=n, steps=2)
+    env = {k: v for k, v in eval_services.env.items() if k != "REPLAN_WORKER_BROKER_URL"}
+    cli = launch("bench-local", replan_command("bench", "run", str(config), "--local", "--workers", "2"), env=env)
+    assert wait_exit(cli, 120) == 0, cli.log()
+    assert f"generated {n}, skipped 0" in cli.log()
+    scores = assert_complete_and_unique(out_dir, n)
+    assert scores["aggregate"]["overall"]["overall"] == pytest.approx(OVERALL)  # type: ignore[index]
