@@ -3,7 +3,7 @@
 // Flow: GET /v1/info (backbones, defaults, limits, whether a key is needed) → pick an image → "AI Plan"
 // (POST /v1/plan) fills the global prompt and the boxes, or the user draws boxes by hand → "Run editing"
 // (POST /v1/jobs, kind "edit", with the plan as it stands on the page) → progress from the job's SSE
-// events → GET /v1/jobs/{id} for the result. No boxes means a plain backbone edit.
+// events → GET /v1/jobs/{id} for the result (jobs.js). No boxes means a plain backbone edit.
 
 import { ApiError, createApi, errorSentence } from "./api.js";
 import { BoxEditor } from "./boxes.js";
@@ -11,6 +11,7 @@ import { Compare } from "./compare.js";
 import { pngDataUrl, saveJson } from "./downloads.js";
 import { EXAMPLES } from "./examples.js";
 import { formatBytes, readExample, readImage } from "./images.js";
+import { startJob } from "./jobs.js";
 import { RuleMatrix } from "./matrix.js";
 import { RegionList } from "./regions.js";
 import { SettingsError, SettingsForm } from "./settings.js";
@@ -24,8 +25,7 @@ const state = {
   infoTimer: null,
   image: null, // {dataUrl, width, height, name, bytes}
   reasoning: "", // the planner's reasoning, kept with the plan
-  job: null, // the running job (JobPublic) and its event stream
-  stream: null,
+  job: null, // the running job: {job, finished, cancel} (jobs.js)
   result: null, // the last finished job's result (JobResult)
 };
 
@@ -340,68 +340,41 @@ async function run() {
   setRunning(true);
   $("progress-area").hidden = false;
   setProgress(0, "Submitting…");
-  let job;
   try {
-    job = await api.createJob(body);
+    state.job = await startJob(api, body, { onProgress: ({ percent, text }) => setProgress(percent, text) });
   } catch (error) {
     setRunning(false);
-    setProgress(0, "");
     $("progress-area").hidden = true;
     return showError("run-error", error);
   }
-  state.job = { ...job, request: body };
   setProgress(0, "Queued…");
-  state.stream = api.followJob(job, {
-    onEvent: (stage, data) => onJobEvent(job.id, stage, data),
-    onLost: () => finishJob(job.id),
-  });
-}
-
-function onJobEvent(jobId, stage, data) {
-  if (state.job?.id !== jobId) return;
-  if (stage === "step" && data.total) {
-    const percent = Math.round((100 * data.step) / data.total);
-    setProgress(percent, `Step ${data.step} of ${data.total} (${percent}%)`);
-  } else if (stage === "queued") setProgress(0, "Queued…");
-  else if (stage === "planning") setProgress(0, "Planning…");
-  else if (stage === "editing") setProgress(0, "Editing…");
-  else if (stage === "done" || stage === "error" || stage === "cancelled") finishJob(jobId);
-}
-
-/** Read the finished (or lost) job and show its result or its error. */
-async function finishJob(jobId) {
-  state.stream?.close();
-  state.stream = null;
   let job;
   try {
-    job = await api.getJob(jobId);
+    job = await state.job.finished;
   } catch (error) {
+    return showError("run-error", error); // the job's state could not be read
+  } finally {
+    state.job = null;
     setRunning(false);
-    return showError("run-error", error);
   }
-  if (state.job?.id !== jobId) return;
-  const request = state.job.request;
-  state.job = null;
-  setRunning(false);
+  const shown = $("progress").value;
   if (job.status === "done" && job.result) {
     setProgress(100, "Done (100%)");
-    showResult(job.result, request);
+    showResult(job.result, body);
   } else if (job.status === "error") {
-    setProgress($("progress").value, "Failed.");
+    setProgress(shown, "Failed.");
     showError("run-error", ApiError.fromDetail(job.error));
   } else if (job.status === "cancelled") {
-    setProgress($("progress").value, "Cancelled.");
+    setProgress(shown, "Cancelled.");
   } else {
-    setProgress($("progress").value, `Lost the progress stream; the job is ${job.status}.`);
+    setProgress(shown, `Lost the progress stream; the job is ${job.status}.`);
   }
 }
 
 $("run-button").addEventListener("click", run);
 $("cancel-button").addEventListener("click", async () => {
-  const job = state.job;
-  if (!job) return;
   try {
-    await api.cancelJob(job.id);
+    await state.job?.cancel();
   } catch (error) {
     showError("run-error", error); // e.g. 409: it finished meanwhile; its final event still arrives
   }
