@@ -4,7 +4,8 @@ The original reward function posted each rollout to its editing server and, on a
 timeout or a 5xx, tried again up to 3 times 5 s apart; a 4xx, a malformed reply or the last failure
 scored the rollout 0, so a training step never dies of a reward outage. We keep those rules per request
 (429 is retried too, honouring ``Retry-After``), but send batches: a trainer's batch is cut into chunks
-of ``max_batch`` samples (a chunk of rollout images must fit the gateway's body limit), chunks are sent
+of at most ``max_batch`` samples and ``max_request_bytes`` of text and images (a chunk must fit the
+gateway's body limit, 32 MiB by default), chunks are sent
 concurrently, and a chunk that fails for good scores 0 on its own while the others keep their scores.
 
 Configuration comes from the environment when a trainer calls in (never at import): see
@@ -13,6 +14,7 @@ Configuration comes from the environment when a trainer calls in (never at impor
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -43,13 +45,16 @@ class RewardClientConfig:
     attempts: int = 3
     retry_delay_s: float = 5.0
     max_batch: int = 32
+    max_request_bytes: int = 24 * 1024 * 1024
     max_concurrency: int = 4
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"REPLAN_REWARD_URL must start with http:// or https://, got {self.url!r}")
-        if self.attempts < 1 or self.max_batch < 1 or self.max_concurrency < 1:
-            raise ValueError("REPLAN_REWARD_ATTEMPTS, _MAX_BATCH and _MAX_CONCURRENCY must be at least 1")
+        if min(self.attempts, self.max_batch, self.max_concurrency, self.max_request_bytes) < 1:
+            raise ValueError(
+                "REPLAN_REWARD_ATTEMPTS, _MAX_BATCH, _MAX_REQUEST_BYTES and _MAX_CONCURRENCY must be at least 1"
+            )
         if self.timeout_s <= 0 or self.retry_delay_s < 0:
             raise ValueError("REPLAN_REWARD_TIMEOUT_S must be > 0 and REPLAN_REWARD_RETRY_DELAY_S >= 0")
 
@@ -57,7 +62,7 @@ class RewardClientConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> RewardClientConfig:
         """``REPLAN_REWARD_URL`` (the full ``…/v1/rewards`` URL), ``REPLAN_REWARD_API_KEY``,
         ``REPLAN_REWARD_TIMEOUT_S``, ``REPLAN_REWARD_ATTEMPTS``, ``REPLAN_REWARD_RETRY_DELAY_S``,
-        ``REPLAN_REWARD_MAX_BATCH``, ``REPLAN_REWARD_MAX_CONCURRENCY``."""
+        ``REPLAN_REWARD_MAX_BATCH``, ``REPLAN_REWARD_MAX_REQUEST_BYTES``, ``REPLAN_REWARD_MAX_CONCURRENCY``."""
         env = os.environ if env is None else env
         defaults = cls()
 
@@ -77,6 +82,7 @@ class RewardClientConfig:
             attempts=int(number("ATTEMPTS", defaults.attempts, int)),
             retry_delay_s=number("RETRY_DELAY_S", defaults.retry_delay_s, float),
             max_batch=int(number("MAX_BATCH", defaults.max_batch, int)),
+            max_request_bytes=int(number("MAX_REQUEST_BYTES", defaults.max_request_bytes, int)),
             max_concurrency=int(number("MAX_CONCURRENCY", defaults.max_concurrency, int)),
         )
 
@@ -156,8 +162,7 @@ class RewardClient:
     def _score_sendable(self, samples: Sequence[RewardSample], stage: RewardStage) -> RewardOutcome:
         if not samples:
             return RewardOutcome([], [])
-        size = self.config.max_batch
-        chunks = [list(samples[i : i + size]) for i in range(0, len(samples), size)]
+        chunks = self._chunks(samples)
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
         with httpx.Client(timeout=self.config.timeout_s, transport=self._transport, headers=headers) as http:
             if len(chunks) == 1:
@@ -176,6 +181,23 @@ class RewardClient:
                 scores.extend(reply.scores)
                 details.extend(reply.results)
         return RewardOutcome(scores, details)
+
+    def _chunks(self, samples: Sequence[RewardSample]) -> list[list[RewardSample]]:
+        """Consecutive chunks within the count and size limits (a sample over the size limit goes alone)."""
+        chunks: list[list[RewardSample]] = []
+        current: list[RewardSample] = []
+        current_bytes = 0
+        for sample in samples:
+            size = len(sample.response.encode()) + len(sample.image or "") + len(json.dumps(sample.extra_info)) + 64
+            full = len(current) >= self.config.max_batch or current_bytes + size > self.config.max_request_bytes
+            if current and full:
+                chunks.append(current)
+                current, current_bytes = [], 0
+            current.append(sample)
+            current_bytes += size
+        if current:
+            chunks.append(current)
+        return chunks
 
     def _score_chunk(self, http: httpx.Client, chunk: list[RewardSample], stage: RewardStage) -> RewardsResponse | None:
         body = RewardsRequest(stage=stage, samples=chunk).model_dump(mode="json", by_alias=False, exclude_none=True)

@@ -119,6 +119,15 @@ def test_large_batches_are_chunked_and_a_failed_chunk_scores_zero_alone() -> Non
     assert [d.index for d in outcome.details if d] == [3, 4, 5, 6]
 
 
+def test_chunks_also_respect_the_request_size_limit() -> None:
+    server = Server()
+    samples = [RewardSample(response="x", image=ORIGINAL) for _ in range(5)]
+    per_sample = len(ORIGINAL) + 100
+    outcome = client(server, max_batch=32, max_request_bytes=2 * per_sample, max_concurrency=1).score(samples, stage=2)
+    assert [len(r.samples) for r in server.requests] == [2, 2, 1]
+    assert outcome.scores == [STAGE2_SCORE] * 5
+
+
 def test_stage2_samples_without_an_image_score_zero_and_are_not_sent() -> None:
     server = Server()
     samples = [RewardSample(response=VALID, image=ORIGINAL), RewardSample(response=VALID)]
