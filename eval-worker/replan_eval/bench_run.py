@@ -8,7 +8,8 @@ workers) and `run_local` (threads in this process, for the CLI without a broker 
   then writes ``plan.json`` and ``final_result.png`` atomically, in that order; a sample whose image
   exists is skipped. A request the services reject (4xx: an unreadable plan, a bad image) is final and
   recorded in ``error.json`` (the sample scores 0, as a missing image does in the original); a transient
-  failure (service down, timeout, out of GPU memory) is raised for the caller to retry later.
+  failure (service down, timeout, out of GPU memory) is raised for the caller to retry later. Each
+  attempt is logged to ``attempts.jsonl`` (start, then done or error, with host and pid).
 * `score_sample` computes the judge-free metrics and asks the judge for the configured dimensions; the
   per-sample judge cache makes a repeat cost nothing.
 * `write_report` aggregates whatever is on disk (missing = 0) into ``scores.json``, ``report.md`` and
