@@ -102,7 +102,7 @@ class GrammarSettings(BaseModel):
 
 #: Bounds that make a random-weight model finish in a few hundred tokens.
 TINY_GRAMMAR = GrammarSettings(
-    max_regions=2, min_regions=1, max_think_chars=32, max_global_chars=32, max_hint_chars=16, max_coord_digits=3
+    max_regions=2, min_regions=1, max_think_chars=32, max_global_chars=32, max_hint_chars=16, max_coord_digits=2
 )
 
 

@@ -2,8 +2,8 @@
 headless by Playwright, and a recorder of every request and console message of a page.
 
 The stack is real (planner, editor, Celery worker on SQLite, gateway serving the page) and stays on
-loopback. `REPLAN_PLANNER_GRAMMAR__MAX_COORD_DIGITS=2` keeps the random-weight planner's boxes inside the
-image (two-digit coordinates), so some planner seed yields a box; everything else is the stack as users run it.
+loopback, exactly as users run it (the tiny preset's two-digit coordinates keep the random-weight planner's
+boxes inside the image often enough that some planner seed yields a box).
 """
 
 from __future__ import annotations
@@ -77,7 +77,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "replan-up",
         replan_command("up", "--preset", "tiny", "--port", str(port), "--state-dir", str(root / "state")),
         log_dir=root / "logs",
-        env={"REPLAN_PLANNER_GRAMMAR__MAX_COORD_DIGITS": "2"},
         url=url,
         ready_path="/readyz",
         timeout_s=240,
