@@ -70,10 +70,11 @@ def create_app(
             health_timeout_s=routing.health_timeout_s,
             transport=transport,
             metrics=gateway_metrics,
+            info_path=info_path,
         )
-        for name, urls, timeout_s in (
-            ("planner", settings.planner_urls, settings.timeouts.plan_s),
-            ("editor", settings.editor_urls, settings.timeouts.edit_s),
+        for name, urls, timeout_s, info_path in (
+            ("planner", settings.planner_urls, settings.timeouts.plan_s, None),
+            ("editor", settings.editor_urls, settings.timeouts.edit_s, "/v1/info"),
         )
     )
     images = ImageInput(settings.images.to_limits(), settings.fetch)

@@ -6,6 +6,10 @@ and then tried again; active health checks (`GET /readyz` every `health_interval
 while they load or fail and put them back when they are ready. An idempotent call that fails that way is
 retried once on another worker; a full queue (429) also moves on. When no worker is left the pool raises
 a 503 whose code names the service (`planner_unavailable`, `editor_unavailable`).
+
+A pool given an `info_path` also learns what each worker serves (the editor's `GET /v1/info` names its
+backbone) when it first answers ready, so a call that needs one backbone goes only to workers serving it:
+one gateway can front a mixed pool of FLUX.1 Kontext and Qwen-Image-Edit workers.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Worker:
     down_until: float = 0.0
     failures: int = 0
     last_error: str | None = None
+    backbone: str | None = None  # learned from `info_path`; None until then
 
     def available(self, now: float) -> bool:
         if self.health is WorkerHealth.NOT_READY:
@@ -76,6 +81,7 @@ class WorkerPool:
         health_timeout_s: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
         metrics: GatewayMetrics | None = None,
+        info_path: str | None = None,
     ) -> None:
         if not urls:
             raise ValueError(f"the {service} pool needs at least one URL")
@@ -83,6 +89,7 @@ class WorkerPool:
         self.cooldown_s = cooldown_s
         self.health_timeout_s = health_timeout_s
         self.metrics = metrics
+        self.info_path = info_path
         self.workers = [
             Worker(
                 url=url,
@@ -95,10 +102,23 @@ class WorkerPool:
 
     # ---------------------------------------------------------------------------------------- picking
 
-    def pick(self, exclude: set[str] | None = None) -> Worker:
-        """The available worker with the fewest outstanding calls; 503 when there is none."""
+    def pick(self, exclude: set[str] | None = None, *, backbone: str | None = None) -> Worker:
+        """The available worker with the fewest outstanding calls (serving `backbone`, if given); 503 if none.
+
+        Workers whose backbone is not known yet are used only when no worker is known to serve it.
+        """
         now = time.monotonic()
         candidates = [w for w in self.workers if w.available(now) and w.url not in (exclude or set())]
+        if backbone is not None:
+            if not any(w.backbone in (backbone, None) for w in self.workers):
+                served = sorted({w.backbone for w in self.workers if w.backbone})
+                raise ServiceUnavailable(
+                    f"no {self.service} worker serves backbone {backbone!r} (served: {', '.join(served)})",
+                    code="backbone_unavailable",
+                    param="settings.backbone",
+                )
+            known = [w for w in candidates if w.backbone == backbone]
+            candidates = known or [w for w in candidates if w.backbone is None]
         if not candidates:
             raise self._none_available(tried=bool(exclude))
         fewest = min(w.outstanding for w in candidates)
@@ -124,14 +144,16 @@ class WorkerPool:
         idempotent: bool = True,
         timeout_s: float | None = None,
         headers: Mapping[str, str] | None = None,
+        backbone: str | None = None,
     ) -> httpx.Response:
-        """Send to one worker; on an outage or 5xx, once more to another if `idempotent`. Raises typed errors."""
+        """Send to one worker (serving `backbone`, if given); on an outage or 5xx, once more to another if
+        `idempotent`. Raises typed errors."""
         tried: set[str] = set()
         attempts = 2 if idempotent else 1
         last: ReplanError | None = None
         for _ in range(min(attempts, len(self.workers))):
             try:
-                worker = self.pick(exclude=tried)
+                worker = self.pick(exclude=tried, backbone=backbone)
             except ServiceUnavailable:
                 if last is not None:
                     raise last from None
@@ -219,9 +241,21 @@ class WorkerPool:
             return
         if worker.health is not WorkerHealth.READY:
             logger.info("%s worker %s is ready", self.service, worker.url)
+            if self.info_path is not None:  # (re)learn on every transition: a restarted worker may serve another
+                await self._learn_backbone(worker)
         worker.health = WorkerHealth.READY
         worker.down_until = 0.0
         worker.last_error = None
+
+    async def _learn_backbone(self, worker: Worker) -> None:
+        assert self.info_path is not None
+        try:
+            info = (await worker.client.request("GET", self.info_path, timeout_s=self.health_timeout_s)).json()
+        except (ReplanError, ValueError) as exc:
+            logger.warning("%s worker %s: %s unreadable (%s)", self.service, worker.url, self.info_path, exc)
+            return
+        backbone = info.get("backbone") if isinstance(info, dict) else None
+        worker.backbone = str(backbone) if backbone else None
 
     async def run_health_checks(self, interval_s: float) -> None:
         """Probe forever (cancel the task to stop)."""

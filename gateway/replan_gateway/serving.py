@@ -69,6 +69,7 @@ class ReplanService:
             json=request.model_dump(mode="json", exclude_none=True),
             timeout_s=self.settings.timeouts.edit_s,
             headers={"Accept": "application/json"},
+            backbone=request.settings.backbone.value if request.settings.backbone else None,
         )
         return EditResponse.model_validate_json(response.content)
 

@@ -58,6 +58,7 @@ class StubWorker:
     delay_s: float = 0.0
     in_flight: int = 0
     max_in_flight: int = 0
+    backbone: str = "flux-kontext"
 
     def app(self, kind: str) -> FastAPI:
         app = FastAPI()
@@ -112,7 +113,7 @@ class StubWorker:
 
             @app.get("/v1/info")
             async def info() -> dict[str, object]:
-                return {"service": "editor", "backbone": "flux-kontext", "status": "ready"}
+                return {"service": "editor", "backbone": self.backbone, "status": "ready"}
 
         return app
 

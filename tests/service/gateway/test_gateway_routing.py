@@ -102,3 +102,36 @@ def test_health_checks_take_loading_workers_out_and_put_them_back(stack, image_b
 def test_a_pool_needs_urls() -> None:
     with pytest.raises(ValueError, match="at least one URL"):
         WorkerPool("planner", [])
+
+
+def test_edits_go_only_to_editors_serving_the_requested_backbone(stack, image_b64: str) -> None:
+    """editor-b restarts serving Qwen-Image-Edit; the pool relearns its backbone when it is ready again."""
+    pool = stack.app.state.services.editors
+    stack.editors["editor-b"].ready = False
+    asyncio.run(pool.check_health())
+    stack.editors["editor-b"].backbone = "qwen-image-edit"
+    stack.editors["editor-b"].ready = True
+    asyncio.run(pool.check_health())
+    assert {w.url: w.backbone for w in pool.workers} == {
+        "http://editor-a": "flux-kontext",
+        "http://editor-b": "qwen-image-edit",
+    }
+    for backbone, editor in (("qwen-image-edit", "editor-b"), ("flux-kontext", "editor-a")):
+        before = {name: len(w.calls) for name, w in stack.editors.items()}
+        for _ in range(4):
+            body = {"image": image_b64, "instruction": "x", "settings": {"backbone": backbone}}
+            assert stack.client.post("/v1/edit", json=body, headers=stack.auth()).status_code == 200
+        grown = {name: len(w.calls) - before[name] for name, w in stack.editors.items()}
+        assert grown[editor] == 4 and sum(grown.values()) == 4
+
+
+def test_a_backbone_no_editor_serves_is_a_clear_503(stack, image_b64: str) -> None:
+    pool = stack.app.state.services.editors
+    asyncio.run(pool.check_health())
+    body = {"image": image_b64, "instruction": "x", "settings": {"backbone": "qwen-image-edit"}}
+    response = stack.client.post("/v1/edit", json=body, headers=stack.auth())
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "backbone_unavailable"
+    assert "flux-kontext" in error["message"]
+    assert not any(w.calls for w in stack.editors.values())
