@@ -194,7 +194,7 @@ def plan_children(options: StackOptions) -> list[Child]:
     commands = {
         "planner": ["serve", "planner", *planner_preset, "--port", str(planner_port)],
         "editor": ["serve", "editor", "--preset", options.preset, "--port", str(editor_port)],
-        "worker": ["serve", "worker", "--queues", "jobs", "--no-log-json", "--requeue-active-jobs"],
+        "worker": ["serve", "worker", "--queues", "jobs,reward", "--no-log-json", "--requeue-active-jobs"],
         "gateway": ["serve", "gateway", "--host", options.host, "--port", str(options.port)],
     }
     if options.jobs == "inline":
