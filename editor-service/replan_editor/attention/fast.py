@@ -1,117 +1,160 @@
 """The `fast` kernel: region attention as a few unmasked attention calls stitched by log-sum-exp.
 
-The schedule (`block_schedule`) cuts the allowed set into fully-allowed blocks; this module runs them and
-assembles the output: the big block's output is the buffer, single-cover rows are copied in, multi-cover
-rows merged exactly, rows with no allowed key zeroed. Every call is an unmasked fused kernel (cuDNN on
-CUDA, returning its log-sum-exp), so no mask is ever evaluated. Blocks with few query rows and many keys
-(hint rows against the latents) are split along the keys into a batch of chunks (flash-decoding style)
-so a handful of query tiles still fills the GPU. Attention is permutation-equivariant once RoPE is
-applied, so gathering tokens by index and scattering results back is exact.
-
-Layout advice for callers: with the text ordered `[hints | main]` (`TextLayout(hints_first=True)`) the
-default rules give views only (no copies) for the big block; `[main | hints]` needs one gather of the main
-prompt and latent keys per call.
+The schedule (`block_schedule`) turns the mask plan into a bulk call that needs no mask plus a small
+remainder; this module runs them and assembles the output: the bulk's output is the buffer, rows of
+other blocks are copied in or merged exactly by log-sum-exp with a running total, rows with no allowed
+key zeroed. The bulk is a plain fused kernel (cuDNN on CUDA, returning its
+log-sum-exp), so no mask is evaluated over the bulk of the pairs. On CUDA the small calls go to a side
+stream, launched before the bulk, so their few long-running tiles (e.g. a hundred hint rows against all
+latents) fill the SMs the bulk leaves idle instead of running after it. Row gathers and scatters index
+the sequence dimension in the tensors' storage order (diffusers hands over `[B, S, H, D]` storage), so
+each moved row is one contiguous chunk. Attention is permutation-equivariant once RoPE is applied, so
+gathering tokens by index and scattering results back is exact.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
-from replan_editor.attention.block_schedule import CPU_COSTS, GPU_COSTS, BlockSchedule, TokenSet, build_block_schedule
+from replan_editor.attention.block_schedule import (
+    CPU_COSTS,
+    GPU_COSTS,
+    Block,
+    BlockSchedule,
+    TokenSet,
+    build_block_schedule,
+)
 from replan_editor.attention.mask_plan import MaskPlan
 from replan_editor.attention.options import KernelOptions
 from replan_editor.attention.partial_attention import attention_with_lse
-
-#: Split a block's keys into chunks when it has at most this many query rows (GPU only) ...
-SPLIT_KV_MAX_ROWS = 512
-#: ... into chunks of at least this many keys.
-SPLIT_KV_MIN_CHUNK = 1024
 
 
 def schedule_for(plan: MaskPlan, device: torch.device) -> BlockSchedule:
     """The plan's block schedule on `device`, built and moved once per plan."""
     costs = GPU_COSTS if device.type == "cuda" else CPU_COSTS
-    cpu_schedule = plan.cached(("fast_schedule", device.type), lambda: build_block_schedule(plan, costs))
-    return plan.cached(("fast_schedule", str(device)), lambda: cpu_schedule.to(device))
+    cpu_schedule = plan.cached(("fast_schedule", costs), lambda: build_block_schedule(plan, costs))
+    return plan.cached(("fast_schedule_on", str(device)), lambda: cpu_schedule.to(device))
+
+
+@functools.cache
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One side stream per device, created on first use (never at import)."""
+    return torch.cuda.Stream(device)
+
+
+def _biases(schedule: BlockSchedule, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor | None]:
+    return [
+        None
+        if b.mask is None
+        else torch.zeros(b.mask.shape, device=device, dtype=dtype).masked_fill_(~b.mask, -torch.inf)
+        for b in schedule.blocks
+    ]
+
+
+def _seq_major(x: torch.Tensor) -> bool:
+    """Whether `x: [B, H, S, D]` is stored sequence-major (`[B, S, H, D]` storage)."""
+    return x.shape[1] == 1 or x.stride(2) >= x.stride(1)
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`x[:, :, index]` for `x: [B, H, S, D]`, copying whole rows in storage order."""
+    if _seq_major(x):
+        return x.transpose(1, 2).index_select(1, index).transpose(1, 2)
+    return x.index_select(2, index)
+
+
+def scatter_rows_(x: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> None:
+    """In place `x[:, :, index] = rows` for `x, rows: [B, H, *, D]`."""
+    if _seq_major(x):
+        x.transpose(1, 2).index_copy_(1, index, rows.transpose(1, 2))
+    else:
+        x.index_copy_(2, index, rows)
 
 
 def _select(x: torch.Tensor, tokens: TokenSet) -> torch.Tensor:
     if tokens.index is None:
         return x[:, :, tokens.start : tokens.stop]
-    return x.index_select(2, tokens.index)
+    return gather_rows(x, tokens.index)
 
 
-def _chunked_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunks: int
+def _run_block(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: Block, bias: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention of few queries over many keys, the keys split into `chunks` batch entries, merged."""
-    batch, heads, rows, dim = q.shape
-    length = k.shape[2] // chunks
-
-    def split(x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(2, (chunks, length)).transpose(1, 2).reshape(batch * chunks, heads, length, dim)
-
-    q_rep = q.unsqueeze(1).expand(batch, chunks, heads, rows, dim).reshape(batch * chunks, heads, rows, dim)
-    out, lse = attention_with_lse(q_rep, split(k), split(v))
-    out = out.view(batch, chunks, heads, rows, dim)
-    lse = lse.view(batch, chunks, heads, rows)
-    total = torch.logsumexp(lse, dim=1)
-    weights = torch.exp(lse - total.unsqueeze(1)).unsqueeze(-1)
-    return (out.float() * weights).sum(dim=1).to(q.dtype), total
+    return attention_with_lse(_select(q, block.queries), _select(k, block.keys), _select(v, block.keys), bias=bias)
 
 
-def _kv_chunks(q_rows: int, k_rows: int, device: torch.device) -> int:
-    if device.type != "cuda" or q_rows > SPLIT_KV_MAX_ROWS:
-        return 1
-    chunks = min(16, k_rows // SPLIT_KV_MIN_CHUNK)
-    while chunks > 1 and k_rows % chunks:
-        chunks -= 1
-    return max(chunks, 1)
+def merge_rows_(
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    rows: torch.Tensor,
+    part: torch.Tensor,
+    part_lse: torch.Tensor,
+    src: torch.Tensor,
+) -> None:
+    """In place: `out[:, :, rows]`, `lse[:, :, rows]` ← their exact merge with `part[:, :, src]`."""
+    a, la = gather_rows(out, rows).float(), lse.index_select(2, rows)
+    b, lb = gather_rows(part, src).float(), part_lse.index_select(2, src)
+    total = torch.logaddexp(la, lb)
+    merged = a * torch.exp(la - total).unsqueeze(-1) + b * torch.exp(lb - total).unsqueeze(-1)
+    scatter_rows_(out, rows, merged.to(out.dtype))
+    lse.index_copy_(2, rows, total)
+
+
+def run_schedule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    schedule: BlockSchedule,
+    biases: list[torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """Run a block schedule (already on q's device) and assemble the output `[B, H, S, D]`."""
+    biases = biases if biases is not None else _biases(schedule, q.device, q.dtype)
+    results: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(schedule.blocks)
+    others = [i for i in range(len(schedule.blocks)) if i != schedule.base]
+    side = _side_stream(q.device) if q.is_cuda and others and schedule.base is not None else None
+    if side is not None:
+        main = torch.cuda.current_stream(q.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            for i in others:
+                results[i] = _run_block(q, k, v, schedule.blocks[i], biases[i])
+        for i in others:
+            for tensor in results[i]:  # type: ignore[union-attr]
+                tensor.record_stream(main)
+    for i, block in enumerate(schedule.blocks):
+        if results[i] is None:
+            results[i] = _run_block(q, k, v, block, biases[i])
+    if side is not None:
+        torch.cuda.current_stream(q.device).wait_stream(side)
+    done: list[tuple[torch.Tensor, torch.Tensor]] = results  # type: ignore[assignment]
+
+    if schedule.base is not None:
+        out, lse = done[schedule.base]
+    else:
+        batch, heads, seq_len, _ = q.shape
+        out = torch.zeros_like(q)
+        lse = torch.full((batch, heads, seq_len), -torch.inf, device=q.device)
+    for placement in schedule.placements:
+        part, part_lse = done[placement.block]
+        if placement.copy_dst.numel():
+            scatter_rows_(out, placement.copy_dst, gather_rows(part, placement.copy_src))
+            lse.index_copy_(2, placement.copy_dst, part_lse.index_select(2, placement.copy_src))
+        if placement.merge_dst.numel():
+            merge_rows_(out, lse, placement.merge_dst, part, part_lse, placement.merge_src)
+    if schedule.zero_rows.numel():
+        out.index_fill_(2, schedule.zero_rows, 0.0)
+    return out
 
 
 def fast_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: MaskPlan, options: KernelOptions | None = None
 ) -> torch.Tensor:
-    """Region attention of `q, k, v: [B, H, S, D]` under `plan`, as fully-allowed unmasked blocks."""
+    """Region attention of `q, k, v: [B, H, S, D]` under `plan`, as a bulk unmasked call plus small blocks."""
     if plan.is_full:
         return F.scaled_dot_product_attention(q, k, v)
-    return run_schedule(q, k, v, schedule_for(plan, q.device))
-
-
-def run_schedule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, schedule: BlockSchedule) -> torch.Tensor:
-    """Run a block schedule (already on q's device) and assemble the output `[B, H, S, D]`."""
-    outs: list[torch.Tensor] = []
-    lses: list[torch.Tensor] = []
-    for block in schedule.blocks:
-        qb, kb, vb = _select(q, block.queries), _select(k, block.keys), _select(v, block.keys)
-        chunks = _kv_chunks(qb.shape[2], kb.shape[2], q.device)
-        out, lse = _chunked_attention(qb, kb, vb, chunks) if chunks > 1 else attention_with_lse(qb, kb, vb)
-        outs.append(out)
-        lses.append(lse)
-
-    # Read every merge input before the base buffer is written to.
-    merged: torch.Tensor | None = None
-    if schedule.merge_rows.numel():
-        batch, heads, _, dim = q.shape
-        slots = schedule.merge_rows.numel()
-        peak = torch.full((batch, heads, slots), float("-inf"), device=q.device)
-        for part in schedule.merge_parts:
-            lse = lses[part.block].index_select(2, part.src_pos)
-            peak.scatter_reduce_(2, part.dst.expand(batch, heads, -1), lse, reduce="amax")
-        acc = torch.zeros(batch, heads, slots, dim, device=q.device, dtype=torch.float32)
-        norm = torch.zeros(batch, heads, slots, device=q.device, dtype=torch.float32)
-        for part in schedule.merge_parts:
-            weight = torch.exp(lses[part.block].index_select(2, part.src_pos) - peak.index_select(2, part.dst))
-            acc.index_add_(2, part.dst, outs[part.block].index_select(2, part.src_pos).float() * weight.unsqueeze(-1))
-            norm.index_add_(2, part.dst, weight)
-        merged = (acc / norm.unsqueeze(-1)).to(q.dtype)
-
-    out = outs[schedule.base] if schedule.base is not None else torch.zeros_like(q)
-    for copy in schedule.copies:
-        out.index_copy_(2, copy.dst, outs[copy.block].index_select(2, copy.src_pos))
-    if merged is not None:
-        out.index_copy_(2, schedule.merge_rows, merged)
-    if schedule.zero_rows.numel():
-        out.index_fill_(2, schedule.zero_rows, 0.0)
-    return out
+    schedule = schedule_for(plan, q.device)
+    biases = plan.cached(("fast_biases", str(q.device), q.dtype), lambda: _biases(schedule, q.device, q.dtype))
+    return run_schedule(q, k, v, schedule, biases)

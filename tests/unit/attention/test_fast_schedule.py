@@ -7,18 +7,21 @@ import torch
 
 from replan_editor.attention import MaskPlan
 from replan_editor.attention.block_schedule import CostModel, build_block_schedule, class_rectangles
-from replan_editor.attention.fast import _chunked_attention, run_schedule
+from replan_editor.attention.fast import gather_rows, merge_rows_, run_schedule, scatter_rows_
 from replan_editor.attention.partial_attention import attention_with_lse, merge_partials
 
 from .cases import kernel_cases, qkv
 
 CASES = kernel_cases(12, seed=99)
 
-#: Cost models that force each realisation: split keys into views, gather everything, views over hulls.
+#: Cost models that force each realisation: split keys into views, gather, hull views with key masks,
+#: residuals as one masked call, and residuals cut into unmasked rectangles instead.
 FORCING = {
     "split_keys": CostModel(call=0.0, row_copy=1e9, merge_row=0.0),
-    "gather_all": CostModel(call=1e12, row_copy=0.0, merge_row=1e9),
-    "hull_views": CostModel(call=1e12, row_copy=1e12, merge_row=1e9),
+    "gather_all": CostModel(call=1e12, row_copy=0.0, merge_row=1e9, max_mask=0),
+    "hull_views": CostModel(call=1e12, row_copy=1e12, merge_row=1e9, key_mask=True),
+    "masked_residual": CostModel(call=1e9, row_copy=1.0, merge_row=1e9, masked_pair=1.0),
+    "no_masks": CostModel(call=1.0, row_copy=1.0, merge_row=1.0, max_mask=0),
 }
 
 
@@ -45,13 +48,28 @@ def test_merging_partials_over_disjoint_keys_equals_attention_over_their_union()
     torch.testing.assert_close(lse, expected_lse, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("chunks", [2, 4])
-def test_key_chunked_attention_equals_one_call(chunks: int) -> None:
-    q, k, v = qkv(16, seed=3)
-    out, lse = _chunked_attention(q[:, :, :5], k, v, chunks)
-    expected_out, expected_lse = reference(q[:, :, :5], k, v)
-    torch.testing.assert_close(out, expected_out, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(lse, expected_lse, atol=1e-5, rtol=1e-5)
+@pytest.mark.parametrize("seq_major", [True, False], ids=["BSHD-storage", "BHSD-storage"])
+def test_row_gather_and_scatter_work_in_either_storage_order(seq_major: bool) -> None:
+    base = torch.randn(2, 9, 3, 4) if seq_major else torch.randn(2, 3, 9, 4).transpose(1, 2)
+    x = base.transpose(1, 2)  # [B, H, S, D] view
+    index = torch.tensor([1, 4, 8])
+    torch.testing.assert_close(gather_rows(x, index), x[:, :, index])
+    rows = torch.randn(2, 3, 3, 4)
+    expected = x.clone()
+    expected[:, :, index] = rows
+    scatter_rows_(x, index, rows)
+    torch.testing.assert_close(x, expected)
+
+
+def test_attention_with_bias_masks_keys_and_skips_them_in_the_lse() -> None:
+    q, k, v = qkv(6, seed=4)
+    bias = torch.zeros(6, 6)
+    bias[:, 4:] = -torch.inf
+    bias[0, 1] = -torch.inf
+    out, lse = attention_with_lse(q, k, v, bias=bias)
+    scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5 + bias
+    torch.testing.assert_close(out, torch.softmax(scores, dim=-1) @ v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lse, torch.logsumexp(scores, dim=-1), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("costs", list(FORCING), ids=list(FORCING))
@@ -67,16 +85,15 @@ def test_schedule_matches_dense_under_every_cost_trade_off(costs: str, case: obj
 
 def test_forcing_cost_models_produce_their_realisations() -> None:
     plans = [MaskPlan(c.layout, c.rules) for c in CASES]
-    split = [build_block_schedule(p, FORCING["split_keys"]) for p in plans]
-    gather = [build_block_schedule(p, FORCING["gather_all"]) for p in plans]
-    assert all(b.keys.index is None for s in split for b in s.blocks)
-    assert any(b.keys.index is not None for s in gather for b in s.blocks)
-    assert all(
-        b.queries.index is not None or b.queries.size == b.valid_rows.numel()
-        for s in gather
-        for b in s.blocks
-        if b is not s.blocks[s.base or 0] or s.base is None
-    )
+    schedules = {name: [build_block_schedule(p, costs) for p in plans] for name, costs in FORCING.items()}
+    blocks = {name: [b for s in found for b in s.blocks] for name, found in schedules.items()}
+    assert all(b.keys.index is None for b in blocks["split_keys"])
+    assert any(b.keys.index is not None for b in blocks["gather_all"])
+    assert all(b.mask is None for b in blocks["gather_all"])
+    assert any(b.mask is not None and b.mask.shape[0] == 1 for b in blocks["hull_views"])
+    assert any(b.mask is not None and b.mask.shape[0] > 1 for b in blocks["masked_residual"])
+    assert all(b.mask is None for b in blocks["no_masks"])
+    assert any(s.merged_rows for s in schedules["no_masks"])
 
 
 @pytest.mark.parametrize("case", CASES[:9], ids=[c.description for c in CASES[:9]])
@@ -92,17 +109,31 @@ def test_rectangles_partition_the_allowed_class_cells_exactly(case: object) -> N
     assert torch.equal(covered, plan.class_allowed.long())
 
 
-def test_default_rules_with_hints_first_run_the_bulk_as_one_view_over_the_whole_sequence() -> None:
+@pytest.mark.parametrize("regions", [1, 2, 5, 16])
+def test_default_rules_need_three_calls_and_one_unmasked_bulk_view_whatever_the_region_count(regions: int) -> None:
     from replan_common.geometry import Size, TokenSpan
     from replan_editor.attention import TextLayout, TokenLayout, default_rules
     from replan_editor.attention.block_schedule import GPU_COSTS
 
-    layout = TokenLayout(
-        TextLayout(64, (8, 8), hints_first=True), Size(32, 32), (TokenSpan(2, 10, 2, 10), TokenSpan(8, 20, 8, 30))
-    )
-    schedule = build_block_schedule(MaskPlan(layout, default_rules(2)), GPU_COSTS)
+    spans = tuple(TokenSpan(i % 20, i % 20 + 6, (3 * i) % 25, (3 * i) % 25 + 7) for i in range(regions))
+    layout = TokenLayout(TextLayout(64, (8,) * regions, hints_first=True), Size(32, 32), spans)
+    schedule = build_block_schedule(MaskPlan(layout, default_rules(regions)), GPU_COSTS)
+    hints = 8 * regions
     base = schedule.blocks[schedule.base]  # type: ignore[index]
-    assert (base.queries.start, base.queries.stop) == (0, layout.seq_len)
-    assert (base.keys.start, base.keys.stop, base.keys.index) == (16, layout.seq_len, None)
+    assert (base.queries.start, base.queries.stop, base.queries.index) == (0, layout.seq_len, None)
+    assert (base.keys.start, base.keys.stop, base.keys.index, base.mask) == (hints, layout.seq_len, None, None)
+    assert len(schedule.blocks) == 3  # bulk; hint rows × (hints, latents); box rows × hints
     assert all(b.keys.index is None for b in schedule.blocks)  # every key set is a view
-    assert len(schedule.blocks) == 4  # bulk, hint rows × latents, one per hint × its box
+
+
+def test_merging_rows_in_place_equals_attention_over_both_key_sets() -> None:
+    q, k, v = qkv(12, seed=3)
+    out, lse = attention_with_lse(q, k[:, :, :7], v[:, :, :7])
+    part, part_lse = attention_with_lse(q[:, :, [2, 5, 9]], k[:, :, 7:], v[:, :, 7:])
+    rows = torch.tensor([2, 5, 9])
+    merge_rows_(out, lse, rows, part, part_lse, torch.arange(3))
+    expected_out, expected_lse = reference(q, k, v)
+    torch.testing.assert_close(out[:, :, rows], expected_out[:, :, rows], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lse[:, :, rows], expected_lse[:, :, rows], atol=1e-5, rtol=1e-5)
+    untouched = [0, 1, 3, 4, 6, 7, 8, 10, 11]
+    torch.testing.assert_close(out[:, :, untouched], reference(q, k[:, :, :7], v[:, :, :7])[0][:, :, untouched])
