@@ -66,7 +66,7 @@ class Stack:
         return httpx.get(f"{self.url}/v1/info", timeout=10).json()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`replan up --preset tiny` on a free loopback port, started once for the whole browser suite."""
     root = tmp_path_factory.mktemp("stack")
@@ -87,13 +87,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         process.stop(timeout_s=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Callable[[], Browser]]:
     """The suite's one Chromium, launched on first use inside a test, so that a missing Chromium makes each
     test FAIL (with the install command), not error out in setup or skip."""
