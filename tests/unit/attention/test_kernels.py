@@ -116,3 +116,36 @@ def test_flex_cases_cover_every_rule_kind() -> None:
 
     kinds = {c.description.split("-")[0] for k, c in KERNEL_CASES if k is AttentionKernel.FLEX}
     assert kinds == set(RULE_KINDS)
+
+
+@pytest.mark.parametrize("rules", ["default", "locality"])
+def test_tile_built_block_mask_matches_create_block_mask_and_dense(rules: str) -> None:
+    import random
+
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from replan_editor.attention import locality_rules
+    from replan_editor.attention.flex import BLOCK_SIZE, build_block_mask
+
+    from .cases import random_span
+
+    rng = random.Random(5)
+    grid = Size(20, 20)
+    layout = TokenLayout(TextLayout(40, (30, 30, 30)), grid, tuple(random_span(rng, grid) for _ in range(3)))
+    plan = MaskPlan(layout, default_rules(3) if rules == "default" else locality_rules(3))
+    assert plan.seq_len > 6 * BLOCK_SIZE  # several tiles: empty, full and partial ones
+    dense = plan.dense_mask()
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return dense[q, k]
+
+    ours = build_block_mask(plan, torch.device("cpu"))
+    reference = create_block_mask(mask_mod, None, None, plan.seq_len, plan.seq_len, device="cpu", BLOCK_SIZE=BLOCK_SIZE)
+    assert torch.equal(ours.to_dense(), reference.to_dense())  # type: ignore[attr-defined]
+    q, k, v = qkv(plan.seq_len, seed=9, batch=1)
+    torch.testing.assert_close(
+        region_attention(q, k, v, plan, kernel="flex", options=KernelOptions(flex_compile=False)),
+        region_attention(q, k, v, plan, kernel="dense"),
+        atol=TOLERANCE,
+        rtol=TOLERANCE,
+    )
