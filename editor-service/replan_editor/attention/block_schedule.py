@@ -57,8 +57,9 @@ class CostModel:
 
 #: Hopper GPU, measured on an H200 at Kontext shapes (24 heads, dim 128, bf16): one pair ≈ 0.02 ns; a cuDNN
 #: call costs ≈ 50 µs of host time (≈ 2.5M pairs) and host time is what limits small calls; a masked pair
-#: ≈ 1.7 unmasked ones for small masks, more once the bias outgrows L2; merging one row ≈ 2000 pairs.
-GPU_COSTS = CostModel(call=2_500_000.0, row_copy=200.0, merge_row=2_000.0, masked_pair=2.2, max_mask=1 << 23)
+#: ≈ 1.7 unmasked ones; merging one row ≈ 2000 pairs. (Capping masks at 8M elements, so that K = 16 hints
+#: fell back to ~35 unmasked calls, was slower: 2.25× SDPA against 1.44×.)
+GPU_COSTS = CostModel(call=2_500_000.0, row_copy=200.0, merge_row=2_000.0, masked_pair=1.7, max_mask=1 << 26)
 #: CPU: compute is slow relative to memory and launches.
 CPU_COSTS = CostModel(call=5_000.0, row_copy=20.0, merge_row=60.0, masked_pair=1.2, key_mask=True)
 
