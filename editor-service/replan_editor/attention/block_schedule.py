@@ -139,13 +139,24 @@ class BlockSchedule:
     zero_rows: torch.Tensor
 
     def to(self, device: torch.device) -> BlockSchedule:
-        return BlockSchedule(
-            self.seq_len,
-            tuple(b.to(device) for b in self.blocks),
-            self.base,
-            tuple(p.to(device) for p in self.placements),
-            self.zero_rows.to(device),
-        )
+        """The same schedule on `device`, moved in one host-to-device copy per dtype (not one per tensor)."""
+        tensors: list[torch.Tensor | None] = []
+        for b in self.blocks:
+            tensors += [b.queries.index, b.keys.index, b.valid_rows, b.valid_pos, b.mask]
+        for p in self.placements:
+            tensors += [p.copy_src, p.copy_dst, p.merge_src, p.merge_dst]
+        tensors.append(self.zero_rows)
+        moved = iter(_move_together(tensors, device))
+
+        def take() -> torch.Tensor | None:
+            return next(moved)
+
+        blocks = []
+        for b in self.blocks:
+            queries, keys = replace(b.queries, index=take()), replace(b.keys, index=take())
+            blocks.append(Block(queries, keys, take(), take(), take()))  # type: ignore[arg-type]
+        placements = [Placement(p.block, take(), take(), take(), take()) for p in self.placements]  # type: ignore[arg-type]
+        return BlockSchedule(self.seq_len, tuple(blocks), self.base, tuple(placements), take())  # type: ignore[arg-type]
 
     @property
     def computed_pairs(self) -> int:
@@ -154,6 +165,24 @@ class BlockSchedule:
     @property
     def merged_rows(self) -> int:
         return sum(int(p.merge_dst.numel()) for p in self.placements)
+
+
+def _move_together(tensors: list[torch.Tensor | None], device: torch.device) -> list[torch.Tensor | None]:
+    """Move tensors to `device` with one copy per dtype; None stays None."""
+    moved: list[torch.Tensor | None] = [None] * len(tensors)
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for i, tensor in enumerate(tensors):
+        if tensor is not None:
+            by_dtype.setdefault(tensor.dtype, []).append(i)
+    for positions in by_dtype.values():
+        flat = torch.cat([tensors[i].reshape(-1) for i in positions]).to(device)  # type: ignore[union-attr]
+        offset = 0
+        for i in positions:
+            source = tensors[i]
+            assert source is not None
+            moved[i] = flat[offset : offset + source.numel()].view(source.shape)
+            offset += source.numel()
+    return moved
 
 
 def _bits(mask_row: torch.Tensor) -> int:

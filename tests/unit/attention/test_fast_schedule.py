@@ -137,3 +137,24 @@ def test_merging_rows_in_place_equals_attention_over_both_key_sets() -> None:
     torch.testing.assert_close(lse[:, :, rows], expected_lse[:, :, rows], atol=1e-5, rtol=1e-5)
     untouched = [0, 1, 3, 4, 6, 7, 8, 10, 11]
     torch.testing.assert_close(out[:, :, untouched], reference(q, k[:, :, :7], v[:, :, :7])[0][:, :, untouched])
+
+
+@pytest.mark.parametrize("case", CASES[:6], ids=[c.description for c in CASES[:6]])
+def test_moving_a_schedule_keeps_every_index_and_mask(case: object) -> None:
+    plan = MaskPlan(case.layout, case.rules)  # type: ignore[attr-defined]
+    schedule = build_block_schedule(plan, FORCING["masked_residual"])
+    moved = schedule.to(torch.device("cpu"))
+
+    def tensors(s: object) -> list[object]:
+        out: list[object] = []
+        for b in s.blocks:  # type: ignore[attr-defined]
+            out += [b.queries.index, b.queries.start, b.keys.index, b.keys.stop, b.valid_rows, b.valid_pos, b.mask]
+        for p in s.placements:  # type: ignore[attr-defined]
+            out += [p.block, p.copy_src, p.copy_dst, p.merge_src, p.merge_dst]
+        return [*out, s.zero_rows, s.base]  # type: ignore[attr-defined]
+
+    for a, b in zip(tensors(schedule), tensors(moved), strict=True):
+        if isinstance(a, torch.Tensor):
+            assert isinstance(b, torch.Tensor) and torch.equal(a, b) and a.dtype == b.dtype
+        else:
+            assert a == b
