@@ -111,11 +111,8 @@ def build_block_mask(plan: MaskPlan, device: torch.device) -> object:
     )
 
 
-def block_mask_for(plan: MaskPlan, device: torch.device, *, compile: bool = False) -> object:
-    """The plan's BlockMask on `device` (B and H broadcast), built once and cached in the plan.
-
-    `compile` is accepted for symmetry with the kernel options; building needs no compilation.
-    """
+def block_mask_for(plan: MaskPlan, device: torch.device) -> object:
+    """The plan's BlockMask on `device` (B and H broadcast), built once and cached in the plan."""
     return plan.cached(("flex_block_mask", str(device)), lambda: build_block_mask(plan, device))
 
 
