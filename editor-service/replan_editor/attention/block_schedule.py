@@ -365,7 +365,7 @@ def _cost(blocks: list[Block], costs: CostModel) -> float:
         total += costs.row_copy * (block.queries.size if block.queries.index is not None else 0)
         total += 2 * costs.row_copy * (block.keys.size if block.keys.index is not None else 0)
     rows = torch.cat([b.valid_rows for b in blocks]) if blocks else torch.zeros(0, dtype=torch.int64)
-    return total + costs.merge_row * (rows.numel() - torch.unique(rows).numel())
+    return total + costs.merge_row * float(rows.numel() - torch.unique(rows).numel())
 
 
 def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockSchedule:

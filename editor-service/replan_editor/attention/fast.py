@@ -42,7 +42,7 @@ def schedule_for(plan: MaskPlan, device: torch.device) -> BlockSchedule:
 @functools.cache
 def _side_stream(device: torch.device) -> torch.cuda.Stream:
     """One side stream per device, created on first use (never at import)."""
-    return torch.cuda.Stream(device)
+    return torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
 
 
 def _biases(schedule: BlockSchedule, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor | None]:

@@ -64,7 +64,8 @@ def class_mask_mod(
 def _compiled_flex() -> Callable[..., torch.Tensor]:
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)  # type: ignore[return-value]
+    compiled: Callable[..., torch.Tensor] = torch.compile(flex_attention, dynamic=False)
+    return compiled
 
 
 def _tile_classes(classes: torch.Tensor, count: int, tiles: int) -> torch.Tensor:
@@ -124,5 +125,6 @@ def flex_attention_kernel(
 
     compile = options.flex_compile if options and options.flex_compile is not None else q.device.type == "cuda"
     block_mask = block_mask_for(plan, q.device)
-    run = _compiled_flex() if compile else flex_attention
-    return run(q, k, v, block_mask=block_mask)
+    run: Callable[..., torch.Tensor] = _compiled_flex() if compile else flex_attention  # type: ignore[assignment]
+    out: torch.Tensor = run(q, k, v, block_mask=block_mask)
+    return out

@@ -64,9 +64,8 @@ class AttentionRules:
 
     def to_mapping(self, *, short: bool = True) -> dict[str, bool]:
         """Every cell as `{"Query|Key": allowed}` (the demo's wire form), short or long labels."""
-        groups = self.groups
-        name = (lambda g: g.short_label) if short else (lambda g: g.label)
-        return {f"{name(q)}|{name(k)}": self.allowed[i][j] for i, q in enumerate(groups) for j, k in enumerate(groups)}
+        names = [g.short_label if short else g.label for g in self.groups]
+        return {f"{q}|{k}": self.allowed[i][j] for i, q in enumerate(names) for j, k in enumerate(names)}
 
 
 def _build(num_regions: int, has_image_prompt: bool, name: str, rule: _CellRule) -> AttentionRules:
