@@ -7,13 +7,18 @@ K ∈ {1, 2, 4, 8, 16} regions with hints padded to 512 tokens or trimmed to 64;
 plan, the fast schedule and the flex BlockMask for a new request; the largest error against `dense`; and
 the torch.compile recompile count across 20 requests with different random boxes.
 
-Run on a CUDA GPU (from the repository root):
+Run on a CUDA GPU (from the repository root; with the package installed, PYTHONPATH is not needed):
 
-    PYTHONPATH=services:editor-service python bench/attention.py
+    PYTHONPATH=services:editor-service python bench/attention.py --check 20
 
-Writes a table to stdout and JSON to `bench/results/attention-<gpu-name>.json`. Without CUDA it falls
-back to tiny shapes on the CPU (`--quick` implied) so the script itself can be checked anywhere; those
-numbers mean nothing. Not collected by pytest.
+`--check N` first compares every kernel with a float64 `dense` on N random layouts and rule matrices in
+fp32 and bf16. Each timing sample is 10 back-to-back calls between two CUDA events, so the host runs
+ahead of the device as inside a transformer (launch latency hidden); the median of `--iters` samples is
+reported. The whole run takes a few minutes on an H100/H200 (flex compiles once per sequence length).
+Writes a table to stdout and JSON (card, torch/CUDA versions, shapes, commit, rows, build times,
+recompiles, checks) to `bench/results/attention-<gpu-name>.json`. Without CUDA it falls back to tiny
+shapes on the CPU (`--quick` implied) so the script itself can be checked anywhere; those numbers mean
+nothing. Not collected by pytest.
 """
 
 from __future__ import annotations

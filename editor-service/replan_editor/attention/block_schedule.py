@@ -19,9 +19,12 @@ the small remainder carries a mask:
    written yet and merges the rows already written (log-sum-exp with a running total, exact); rows no
    block covers (no allowed key) are zeroed.
 
-With the default rules this is three calls whatever the number of regions: the bulk (main prompt and
-latents against main prompt and latents, no mask), the hint rows against their hint and the latents, and
-the box rows against their hints; see `fast`.
+With the default rules this is three calls whatever the number of regions (the bulk: main prompt and
+latents against main prompt and latents, no mask; the hint rows against their hint and the latents; the
+box rows against their hints) as long as the residual masks stay under `max_mask`; larger residuals
+(padded hints, many regions) become unmasked per-hint rectangles. Measured on an H200 (bf16, 24 heads of
+128, Kontext 1024²), the default rules cost 1.04-1.06× unmasked SDPA at K = 1, 1.16-1.19× at K = 2 and
+about 1.45× at K = 16 with trimmed hints; see `bench/attention.py`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ Building a layout for a request::
     )
 
 `hints_first=True` does not change the math (text RoPE is applied by the caller before attention) but
-lets the `fast` kernel run the main prompt and the latents as one contiguous block; see `fast`.
+lets the `fast` kernel take the main prompt and the latents as one contiguous key block instead of a
+gather; measured on an H200 it saves 1-3 %, so either order is fine.
 """
 
 from __future__ import annotations
