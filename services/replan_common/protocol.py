@@ -99,9 +99,7 @@ class EditSettings(BaseModel):
 
     backbone: Backbone | None = Field(default=None, description="None: the worker's loaded backbone.")
     steps: int | None = Field(default=None, ge=1, le=200)
-    guidance_scale: float | None = Field(
-        default=None, ge=0.0, le=30.0, description="Kontext distilled guidance."
-    )
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0, description="Kontext distilled guidance.")
     true_cfg_scale: float | None = Field(default=None, ge=1.0, le=30.0, description="Qwen true CFG scale.")
     negative_prompt: str | None = Field(default=None, max_length=2000)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)

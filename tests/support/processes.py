@@ -85,9 +85,7 @@ def wait_until_ready(running: RunningProcess, ready_path: str, timeout_s: float)
     last = "no answer"
     while time.monotonic() < deadline:
         if not running.alive():
-            raise RuntimeError(
-                f"{running.name} exited with {running.process.returncode}:\n{running.log()[-4000:]}"
-            )
+            raise RuntimeError(f"{running.name} exited with {running.process.returncode}:\n{running.log()[-4000:]}")
         try:
             response = httpx.get(f"{running.url}{ready_path}", timeout=2.0)
             if response.status_code == 200:

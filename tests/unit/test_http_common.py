@@ -76,9 +76,7 @@ def make_app(ready: ReadyState = ReadyState.READY, max_body_bytes: int = 4096):
 
 
 def client_for(app) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
-    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t")
 
 
 async def _get(app, path: str, **kwargs) -> httpx.Response:
@@ -137,9 +135,7 @@ def test_request_id_is_generated_when_absent_and_visible_to_handlers() -> None:
 def test_declared_oversized_body_is_413_before_reading() -> None:
     async def go() -> httpx.Response:
         async with client_for(make_app(max_body_bytes=1024)) as client:
-            return await client.post(
-                "/body", content=b"x" * 5000, headers={"content-type": "application/json"}
-            )
+            return await client.post("/body", content=b"x" * 5000, headers={"content-type": "application/json"})
 
     response = asyncio.run(go())
     assert response.status_code == 413
@@ -168,9 +164,7 @@ def test_readyz_follows_the_probe_and_metrics_count_requests() -> None:
     assert asyncio.run(_get(ready, "/readyz")).status_code == 200
     asyncio.run(_get(ready, "/region"))
     metrics = asyncio.run(_get(ready, "/metrics")).text
-    assert (
-        'replan_http_requests_total{method="GET",route="/region",service="test",status="422"} 1.0' in metrics
-    )
+    assert 'replan_http_requests_total{method="GET",route="/region",service="test",status="422"} 1.0' in metrics
 
 
 class Script:
@@ -189,16 +183,12 @@ class Script:
 
 
 def envelope(status: int, code: str) -> httpx.Response:
-    return httpx.Response(
-        status, json={"error": {"message": f"m {code}", "type": "t", "code": code, "param": "p"}}
-    )
+    return httpx.Response(status, json={"error": {"message": f"m {code}", "type": "t", "code": code, "param": "p"}})
 
 
 def test_client_retries_5xx_then_succeeds_and_forwards_request_id() -> None:
     script = Script(envelope(500, "boom"), httpx.Response(200, json={"ok": True}))
-    client = ServiceClient(
-        "http://up", service="planner", retry=FAST_RETRY, transport=httpx.MockTransport(script)
-    )
+    client = ServiceClient("http://up", service="planner", retry=FAST_RETRY, transport=httpx.MockTransport(script))
     token = set_request_id("rid-1")
     try:
         assert client.request("POST", "/v1/plan", json={}).json() == {"ok": True}
@@ -212,9 +202,7 @@ def test_client_retries_5xx_then_succeeds_and_forwards_request_id() -> None:
 
 def test_client_does_not_retry_4xx_and_keeps_upstream_code() -> None:
     script = Script(envelope(422, "degenerate_bbox"))
-    client = ServiceClient(
-        "http://up", service="editor", retry=FAST_RETRY, transport=httpx.MockTransport(script)
-    )
+    client = ServiceClient("http://up", service="editor", retry=FAST_RETRY, transport=httpx.MockTransport(script))
     with pytest.raises(Unprocessable) as caught:
         client.request("POST", "/v1/edit", json={})
     assert caught.value.code == "degenerate_bbox"
@@ -224,9 +212,7 @@ def test_client_does_not_retry_4xx_and_keeps_upstream_code() -> None:
 
 def test_client_maps_connection_errors_and_timeouts() -> None:
     refused = Script(*[httpx.ConnectError("refused")] * 3)
-    client = ServiceClient(
-        "http://up", service="planner", retry=FAST_RETRY, transport=httpx.MockTransport(refused)
-    )
+    client = ServiceClient("http://up", service="planner", retry=FAST_RETRY, transport=httpx.MockTransport(refused))
     with pytest.raises(ServiceUnavailable) as caught:
         client.request("GET", "/x")
     assert caught.value.code == "planner_unavailable"
@@ -242,9 +228,7 @@ def test_client_maps_connection_errors_and_timeouts() -> None:
 
 def test_non_idempotent_call_is_sent_once() -> None:
     script = Script(envelope(503, "busy"))
-    client = ServiceClient(
-        "http://up", service="editor", retry=FAST_RETRY, transport=httpx.MockTransport(script)
-    )
+    client = ServiceClient("http://up", service="editor", retry=FAST_RETRY, transport=httpx.MockTransport(script))
     with pytest.raises(ServiceUnavailable):
         client.request("POST", "/v1/edit", idempotent=False)
     assert len(script.requests) == 1

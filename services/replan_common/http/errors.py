@@ -83,9 +83,7 @@ async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
-    return _envelope(
-        500, "internal error; the request id identifies it in the logs", "internal_error", "api_error"
-    )
+    return _envelope(500, "internal error; the request id identifies it in the logs", "internal_error", "api_error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -53,9 +53,7 @@ def health_router(service: str, metrics: ServiceMetrics, readiness: ReadinessPro
     )
     async def readyz() -> JSONResponse:
         state = await readiness()
-        return JSONResponse(
-            state.model_dump(mode="json"), status_code=200 if state.status is ReadyState.READY else 503
-        )
+        return JSONResponse(state.model_dump(mode="json"), status_code=200 if state.status is ReadyState.READY else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics_route() -> Response:
