@@ -30,8 +30,9 @@ about 1.45× at K = 16 with trimmed hints; see `bench/attention.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from itertools import combinations
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from replan_editor.attention.mask_plan import MaskPlan
@@ -188,20 +189,51 @@ def _move_together(tensors: list[torch.Tensor | None], device: torch.device) -> 
     return moved
 
 
-def _bits(mask_row: torch.Tensor) -> int:
-    value = 0
-    for i in torch.nonzero(mask_row).flatten().tolist():
-        value |= 1 << i
-    return value
+Bool = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
 
 
-def _members(bits: int) -> list[int]:
-    out = []
-    while bits:
-        low = bits & -bits
-        out.append(low.bit_length() - 1)
-        bits ^= low
-    return out
+def _to_int(selected: Bool) -> int:
+    """A bool vector as the integer whose bit i is element i."""
+    return int.from_bytes(np.packbits(selected, bitorder="little").tobytes(), "little")
+
+
+def _rectangles(
+    allowed: Bool, q_sizes: Ints, k_sizes: Ints, *, limit: int | None = None, merge_row: float = 0.0
+) -> list[tuple[Bool, Bool]]:
+    """`class_rectangles` on bool arrays: `[(query classes [nQ], key classes [nK])]`, vectorised over classes.
+
+    Each round scores every candidate key set at once (a few small matrix products instead of a Python loop
+    over candidates × classes) and picks the best; ties go to the key set that is the smallest integer
+    (bit i = key class i), the order in which the reference loop met candidates, so the result is the same.
+    """
+    residual = allowed & (q_sizes > 0)[:, None] & (k_sizes > 0)[None, :]
+    rectangles: list[tuple[Bool, Bool]] = []
+    while residual.any():
+        active = np.flatnonzero(residual.any(axis=1))
+        rows = residual[active]
+        weight = q_sizes[active] * (rows.astype(np.int64) @ k_sizes)
+        largest = rows[np.argsort(-weight, kind="stable")[:12]]
+        first, second = np.triu_indices(largest.shape[0], k=1)
+        common = largest[first] & largest[second]
+        candidates = np.concatenate([rows, common[common.any(axis=1)]])
+        # contains[a, c]: class a still needs every key of candidate c.
+        missing = (~residual).astype(np.float32) @ candidates.T.astype(np.float32)
+        contains = missing == 0
+        counts = candidates.sum(axis=1)
+        finished = contains & (residual.sum(axis=1)[:, None] == counts[None, :])
+        rows_weight = q_sizes @ contains.astype(np.int64)
+        unfinished = q_sizes @ (contains & ~finished).astype(np.int64)
+        key_weight = candidates.astype(np.int64) @ k_sizes
+        score = (rows_weight * key_weight).astype(np.float64) - merge_row * unfinished.astype(np.float64)
+        tied = np.flatnonzero(score == score.max())
+        best = int(tied[0]) if tied.size == 1 else min(tied.tolist(), key=lambda c: _to_int(candidates[c]))
+        keys, row_set = candidates[best], contains[:, best]
+        residual[row_set] &= ~keys
+        rectangles.append((row_set, keys.copy()))
+        if limit is not None and len(rectangles) >= limit:
+            break
+    return rectangles
 
 
 def class_rectangles(
@@ -218,167 +250,166 @@ def class_rectangles(
     will need merging); exact: every True cell is in exactly one rectangle, no False cell in any. With
     `limit`, stop after that many rectangles (the best first).
     """
-    residual = [_bits(row) if q_sizes[a] else 0 for a, row in enumerate(allowed)]
-    empty_keys = sum(1 << b for b, size in enumerate(k_sizes) if not size)
-    residual = [bits & ~empty_keys for bits in residual]
-
-    weights: dict[int, int] = {}
-
-    def key_weight(bits: int) -> int:
-        if bits not in weights:
-            weights[bits] = sum(k_sizes[i] for i in _members(bits))
-        return weights[bits]
-
-    rectangles: list[tuple[int, int]] = []
-    while any(residual):
-        active = [a for a, bits in enumerate(residual) if bits]
-        candidates = {residual[a] for a in active}
-        largest = sorted(active, key=lambda a: -q_sizes[a] * key_weight(residual[a]))[:12]
-        for a, b in combinations(largest, 2):
-            common = residual[a] & residual[b]
-            if common:
-                candidates.add(common)
-        best: tuple[float, int, int] | None = None  # (score, key bits, query bits)
-        for keys in sorted(candidates):
-            rows = 0
-            rows_weight = 0
-            unfinished = 0
-            for a in active:
-                if residual[a] & keys == keys:
-                    rows |= 1 << a
-                    rows_weight += q_sizes[a]
-                    if residual[a] != keys:
-                        unfinished += q_sizes[a]
-            score = rows_weight * key_weight(keys) - merge_row * unfinished
-            if best is None or score > best[0]:
-                best = (score, keys, rows)
-        assert best is not None
-        _, keys, rows = best
-        for a in _members(rows):
-            residual[a] &= ~keys
-        rectangles.append((rows, keys))
-        if limit is not None and len(rectangles) >= limit:
-            break
-    return rectangles
+    found = _rectangles(
+        allowed.numpy().copy(),
+        np.asarray(q_sizes, dtype=np.int64),
+        np.asarray(k_sizes, dtype=np.int64),
+        limit=limit,
+        merge_row=merge_row,
+    )
+    return [(_to_int(rows), _to_int(keys)) for rows, keys in found]
 
 
-def _runs(index: torch.Tensor) -> list[tuple[int, int]]:
+def _runs(index: Ints) -> list[tuple[int, int]]:
     """Maximal runs `[start, stop)` of consecutive values in a sorted 1-D index."""
-    if index.numel() == 0:
+    if index.size == 0:
         return []
-    breaks = torch.nonzero(index[1:] != index[:-1] + 1).flatten()
-    starts = [0, *(breaks + 1).tolist()]
-    stops = [*(breaks + 1).tolist(), index.numel()]
-    values = index.tolist()
-    return [(values[s], values[e - 1] + 1) for s, e in zip(starts, stops, strict=True)]
+    breaks = np.flatnonzero(np.diff(index) != 1)
+    starts = index[np.concatenate([[0], breaks + 1])]
+    stops = index[np.concatenate([breaks, [index.size - 1]])] + 1
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
-def _key_parts(keys: torch.Tensor, num_rows: int, costs: CostModel) -> list[tuple[TokenSet, torch.Tensor | None]]:
+def _tensor(array: npt.NDArray[np.generic]) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _key_parts(keys: Ints, num_rows: int, costs: CostModel) -> list[tuple[TokenSet, torch.Tensor | None]]:
     """Keys as one view, a hull view with a key mask, a few views (merged later) or one gather: the cheapest."""
     runs = _runs(keys)
     if len(runs) == 1:
         return [(TokenSet(*runs[0]), None)]
     start, stop = runs[0][0], runs[-1][1]
-    options: list[tuple[float, list[tuple[TokenSet, torch.Tensor | None]]]] = [
-        (2 * keys.numel() * costs.row_copy, [(TokenSet(index=keys), None)]),
-        (
-            (len(runs) - 1) * (costs.call + num_rows * costs.merge_row),
-            [(TokenSet(a, b), None) for a, b in runs],
-        ),
-    ]
+    # Costs in the order the options are preferred on ties: gather, views, hull with a key mask.
+    options = [2 * keys.size * costs.row_copy, (len(runs) - 1) * (costs.call + num_rows * costs.merge_row)]
     if costs.key_mask:
-        mask = torch.zeros(1, stop - start, dtype=torch.bool)
-        mask[0, keys - start] = True
-        options.append(((stop - start - keys.numel()) * num_rows, [(TokenSet(start, stop), mask)]))
-    return min(options, key=lambda option: option[0])[1]
+        options.append((stop - start - keys.size) * num_rows)
+    choice = options.index(min(options))
+    if choice == 0:
+        return [(TokenSet(index=_tensor(keys)), None)]
+    if choice == 1:
+        return [(TokenSet(a, b), None) for a, b in runs]
+    mask = np.zeros((1, stop - start), dtype=np.bool_)
+    mask[0, keys - start] = True
+    return [(TokenSet(start, stop), _tensor(mask))]
 
 
-def _query_set(rows: torch.Tensor, num_keys: int, costs: CostModel) -> TokenSet:
+def _query_set(rows: Ints, num_keys: int, costs: CostModel) -> TokenSet:
     """Queries as a view over their hull (extra rows wasted) or gathered: the cheaper."""
     start, stop = int(rows[0]), int(rows[-1]) + 1
-    waste = (stop - start - rows.numel()) * num_keys
-    if waste <= rows.numel() * costs.row_copy:
+    waste = (stop - start - rows.size) * num_keys
+    if waste <= rows.size * costs.row_copy:
         return TokenSet(start, stop)
-    return TokenSet(index=rows)
+    return TokenSet(index=_tensor(rows))
 
 
-def _positions(tokens: TokenSet, rows: torch.Tensor) -> torch.Tensor:
+def _positions(tokens: TokenSet, rows: Ints) -> Ints:
     """Positions of global `rows` within a block side."""
     if tokens.index is None:
         return rows - tokens.start
-    return torch.searchsorted(tokens.index, rows)
+    return np.searchsorted(tokens.index.numpy(), rows)
 
 
-def _selector(bits: int, size: int) -> torch.Tensor:
-    selected = torch.zeros(size, dtype=torch.bool)
-    selected[_members(bits)] = True
-    return selected
+def _token_range(tokens: TokenSet, classes: Ints) -> Ints:
+    """The class of every token of a block side."""
+    return classes[tokens.start : tokens.stop] if tokens.index is None else classes[tokens.index.numpy()]
+
+
+@dataclass(frozen=True)
+class _Classes:
+    """The plan's class data as NumPy arrays: per-class work in NumPy costs microseconds, not torch's dispatch."""
+
+    query_class: Ints
+    key_class: Ints
+    q_sizes: Ints
+    k_sizes: Ints
+
+    @classmethod
+    def of(cls, plan: MaskPlan) -> _Classes:
+        return cls(
+            plan.query_class.numpy(),
+            plan.key_class.numpy(),
+            plan.query_class_sizes.numpy(),
+            plan.key_class_sizes.numpy(),
+        )
 
 
 def _unmasked_blocks(
-    plan: MaskPlan, allowed: torch.Tensor, costs: CostModel, *, limit: int | None = None
-) -> tuple[list[Block], torch.Tensor]:
+    classes: _Classes, allowed: Bool, costs: CostModel, *, limit: int | None = None
+) -> tuple[list[Block], Bool]:
     """Fully-allowed rectangles of the class matrix `allowed` as blocks; returns them and what they cover."""
-    q_sizes = plan.query_class_sizes.tolist()
-    k_sizes = plan.key_class_sizes.tolist()
-    covered = torch.zeros_like(allowed)
+    covered = np.zeros_like(allowed)
     blocks: list[Block] = []
-    for rows_bits, keys_bits in class_rectangles(allowed, q_sizes, k_sizes, limit=limit, merge_row=costs.merge_row):
-        row_classes = _selector(rows_bits, len(q_sizes))
-        key_classes = _selector(keys_bits, len(k_sizes))
+    found = _rectangles(allowed.copy(), classes.q_sizes, classes.k_sizes, limit=limit, merge_row=costs.merge_row)
+    for row_classes, key_classes in found:
         covered |= row_classes[:, None] & key_classes[None, :]
-        q_rows = torch.nonzero(row_classes[plan.query_class]).flatten()
-        k_rows = torch.nonzero(key_classes[plan.key_class]).flatten()
-        for keys, key_mask in _key_parts(k_rows, q_rows.numel(), costs):
+        q_rows = np.flatnonzero(row_classes[classes.query_class])
+        k_rows = np.flatnonzero(key_classes[classes.key_class])
+        valid_rows = _tensor(q_rows)
+        for keys, key_mask in _key_parts(k_rows, q_rows.size, costs):
             queries = _query_set(q_rows, keys.size, costs)
-            blocks.append(Block(queries, keys, q_rows, _positions(queries, q_rows), key_mask))
+            blocks.append(Block(queries, keys, valid_rows, _tensor(_positions(queries, q_rows)), key_mask))
     return blocks, covered
 
 
-def _residual_blocks(
-    plan: MaskPlan, residual: torch.Tensor, row_classes: torch.Tensor, costs: CostModel
-) -> list[Block]:
-    """The residual cells of `row_classes` as one call with an explicit mask, or as rectangles if too big."""
+def _residual_blocks(classes: _Classes, residual: Bool, row_classes: Bool, costs: CostModel) -> list[Block]:
+    """The residual cells of `row_classes` as one call with an explicit mask, or as rectangles if too big.
+
+    The masked call is costed from its shape and whether its mask has a False cell (read off the class
+    matrix), and its `[rows, keys]` mask is materialised only if it wins.
+    """
     allowed = residual & row_classes[:, None]
-    row_classes = allowed.any(dim=1)
-    if not bool(row_classes.any()):
+    row_classes = allowed.any(axis=1)
+    if not row_classes.any():
         return []
-    q_rows = torch.nonzero(row_classes[plan.query_class]).flatten()
-    k_rows = torch.nonzero(allowed.any(dim=0)[plan.key_class]).flatten()
-    rectangles = _unmasked_blocks(plan, allowed, costs)[0]
-    if q_rows.numel() * k_rows.numel() > costs.max_mask:
+    q_rows = np.flatnonzero(row_classes[classes.query_class])
+    k_rows = np.flatnonzero(allowed.any(axis=0)[classes.key_class])
+    rectangles = _unmasked_blocks(classes, allowed, costs)[0]
+    if q_rows.size * k_rows.size > costs.max_mask:
         return rectangles
-    runs = _runs(k_rows)
-    start, stop = runs[0][0], runs[-1][1]
-    hull_waste = (stop - start - k_rows.numel()) * q_rows.numel() * costs.masked_pair
-    keys = TokenSet(start, stop) if hull_waste <= 2 * k_rows.numel() * costs.row_copy else TokenSet(index=k_rows)
+    start, stop = int(k_rows[0]), int(k_rows[-1]) + 1
+    hull_waste = (stop - start - k_rows.size) * q_rows.size * costs.masked_pair
+    keys = TokenSet(start, stop) if hull_waste <= 2 * k_rows.size * costs.row_copy else TokenSet(index=_tensor(k_rows))
     queries = _query_set(q_rows, keys.size, costs)
-    q_tokens, k_tokens = queries.tokens(), keys.tokens()
-    mask = allowed[plan.query_class[q_tokens]][:, plan.key_class[k_tokens]]
-    masked = Block(queries, keys, q_rows, _positions(queries, q_rows), None if bool(mask.all()) else mask)
-    return [masked] if _cost([masked], costs) <= _cost(rectangles, costs) else rectangles
+    q_classes, k_classes = _token_range(queries, classes.query_class), _token_range(keys, classes.key_class)
+    present_q = np.bincount(q_classes, minlength=allowed.shape[0]) > 0
+    present_k = np.bincount(k_classes, minlength=allowed.shape[1]) > 0
+    full = bool(allowed[present_q][:, present_k].all())
+    masked = Block(queries, keys, _tensor(q_rows), _tensor(_positions(queries, q_rows)))
+    if _cost([masked], costs, masked=not full) > _cost(rectangles, costs):
+        return rectangles
+    if full:
+        return [masked]
+    # Row by row from a [nQ, keys] table: one contiguous copy per row instead of a gather per element.
+    mask = allowed[:, k_classes][q_classes]
+    return [replace(masked, mask=_tensor(mask))]
 
 
-def _cost(blocks: list[Block], costs: CostModel) -> float:
-    """Estimated cost of running `blocks` and merging the rows they share."""
+def _cost(blocks: list[Block], costs: CostModel, *, masked: bool | None = None) -> float:
+    """Estimated cost of running `blocks` and merging the rows they share (`masked` overrides their masks)."""
     total = 0.0
     for block in blocks:
         pairs = block.queries.size * block.keys.size
-        total += costs.call + pairs * (costs.masked_pair if block.mask is not None else 1.0)
+        has_mask = block.mask is not None if masked is None else masked
+        total += costs.call + pairs * (costs.masked_pair if has_mask else 1.0)
         total += costs.row_copy * (block.queries.size if block.queries.index is not None else 0)
         total += 2 * costs.row_copy * (block.keys.size if block.keys.index is not None else 0)
-    rows = torch.cat([b.valid_rows for b in blocks]) if blocks else torch.zeros(0, dtype=torch.int64)
-    return total + costs.merge_row * float(rows.numel() - torch.unique(rows).numel())
+    if not blocks:
+        return total + costs.merge_row * 0.0
+    rows = np.concatenate([b.valid_rows.numpy() for b in blocks])
+    return total + costs.merge_row * float(rows.size - np.unique(rows).size)
 
 
 def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockSchedule:
     """The block decomposition and assembly of `plan` (on CPU; move with `.to(device)`)."""
     seq_len = plan.seq_len
-    blocks, covered = _unmasked_blocks(plan, plan.class_allowed, costs, limit=1)
-    residual = plan.class_allowed & ~covered
-    in_bulk = covered.any(dim=1)
-    blocks += _residual_blocks(plan, residual, ~in_bulk, costs)  # rows outside the bulk: no merge
-    blocks += _residual_blocks(plan, residual, in_bulk, costs)  # bulk rows' missing keys: merged
+    classes = _Classes.of(plan)
+    class_allowed = plan.class_allowed.numpy()
+    blocks, covered = _unmasked_blocks(classes, class_allowed, costs, limit=1)
+    residual = class_allowed & ~covered
+    in_bulk = covered.any(axis=1)
+    blocks += _residual_blocks(classes, residual, ~in_bulk, costs)  # rows outside the bulk: no merge
+    blocks += _residual_blocks(classes, residual, in_bulk, costs)  # bulk rows' missing keys: merged
 
     # The largest block provides the output buffer if its rows span the sequence, or if extending them
     # to the whole sequence costs less than copying its rows into a fresh buffer.
@@ -394,19 +425,19 @@ def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockS
         ):
             blocks[biggest] = Block(TokenSet(0, seq_len), block.keys, block.valid_rows, block.valid_rows, block.mask)
             base = biggest
-    written = torch.zeros(seq_len, dtype=torch.bool)
+    written = np.zeros(seq_len, dtype=np.bool_)
     if base is not None:
-        written[blocks[base].valid_rows] = True
+        written[blocks[base].valid_rows.numpy()] = True
     placements: list[Placement] = []
     for i, block in enumerate(blocks):
         if i == base:
             continue
-        merge = written[block.valid_rows]
+        rows, pos = block.valid_rows.numpy(), block.valid_pos.numpy()
+        merge = written[rows]
+        copy = ~merge
         placements.append(
-            Placement(
-                i, block.valid_pos[~merge], block.valid_rows[~merge], block.valid_pos[merge], block.valid_rows[merge]
-            )
+            Placement(i, _tensor(pos[copy]), _tensor(rows[copy]), _tensor(pos[merge]), _tensor(rows[merge]))
         )
-        written[block.valid_rows] = True
-    zero_rows = torch.nonzero(~written).flatten()
+        written[rows] = True
+    zero_rows = _tensor(np.flatnonzero(~written))
     return BlockSchedule(seq_len, tuple(blocks), base, tuple(placements), zero_rows)

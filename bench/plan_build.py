@@ -1,0 +1,238 @@
+"""Benchmark: host time to build a request's region-attention plan at FLUX.1 Kontext 1024² shapes.
+
+DESIGN §5 asks for the mask/plan build to take ≤ 5 ms per request after warm-up. This is pure host work
+(Python and CPU torch), so it runs anywhere and needs no GPU. For K ∈ {1, 2, 4, 8, 16} regions, hints
+trimmed to 64 tokens or padded to 512, default and locality rules, it builds for `--requests` requests
+with new random boxes each (after `--warmup` requests that are not timed), as a new request does:
+
+- `layout`: the `TokenLayout` (4096 noise + 4096 image tokens on a 64×64 grid, main prompt 512 tokens);
+- `rules`: the rule matrix;
+- `mask_plan`: `MaskPlan(layout, rules)` (the plan cache bypassed, as for new boxes);
+- `fast_schedule`: `build_block_schedule(plan, GPU_COSTS).to(device)` (what `fast.schedule_for` does on
+  CUDA; here the device is the CPU, so the final copy is a concatenation);
+- `flex_block_mask`: `flex.build_block_mask(plan, device)` (tile classes and the BlockMask).
+
+It prints the median milliseconds per stage and `plan+schedule` (the DESIGN target) per config, and a
+digest of every built schedule (its blocks, masks, placements, zero rows), so two runs on different code
+can prove they built exactly the same schedules. Results go, under `--label`, into
+`bench/results/plan_build-<host>.json` (other labels in that file are kept, so a `before` and an `after`
+run sit side by side). Run from the repository root::
+
+    PYTHONPATH=services:editor-service python bench/plan_build.py --label after
+
+Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from replan_common.geometry import Size, TokenSpan
+from replan_editor.attention import AttentionRules, MaskPlan, TextLayout, TokenLayout, default_rules, locality_rules
+from replan_editor.attention.block_schedule import GPU_COSTS, BlockSchedule, build_block_schedule
+from replan_editor.attention.flex import build_block_mask
+
+REPO = Path(__file__).resolve().parent.parent
+GRID = 64
+MAIN_TOKENS = 512
+HINT_TOKENS = {"trimmed": 64, "padded": 512}
+RULES: dict[str, Callable[[int], AttentionRules]] = {"default": default_rules, "locality": locality_rules}
+STAGES = ("layout", "rules", "mask_plan", "fast_schedule", "flex_block_mask")
+
+T = TypeVar("T")
+
+
+def random_spans(rng: random.Random, grid: int, count: int) -> tuple[TokenSpan, ...]:
+    """Boxes 10-50 % of the image side, anywhere (so they overlap now and then); as `bench/attention.py`."""
+    spans = []
+    for _ in range(count):
+        height = rng.randint(max(1, grid // 10), max(1, grid // 2))
+        width = rng.randint(max(1, grid // 10), max(1, grid // 2))
+        row0 = rng.randint(0, grid - height)
+        col0 = rng.randint(0, grid - width)
+        spans.append(TokenSpan(row0, row0 + height, col0, col0 + width))
+    return tuple(spans)
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.perf_counter()
+    value = fn()
+    return value, (time.perf_counter() - t0) * 1e3
+
+
+def schedule_digest(schedule: BlockSchedule, digest: hashlib._Hash) -> None:
+    """Feed every index, mask and choice of `schedule` into `digest` (equal digests ⇔ identical schedules)."""
+
+    def feed(value: object) -> None:
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.contiguous().cpu().numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+
+    feed((schedule.seq_len, schedule.base, len(schedule.blocks)))
+    for b in schedule.blocks:
+        for tokens in (b.queries, b.keys):
+            feed((tokens.start, tokens.stop, tokens.index is None))
+            if tokens.index is not None:
+                feed(tokens.index)
+        feed(b.mask is None)
+        for tensor in (b.valid_rows, b.valid_pos, b.mask):
+            if tensor is not None:
+                feed(tensor)
+    for p in schedule.placements:
+        feed(p.block)
+        for tensor in (p.copy_src, p.copy_dst, p.merge_src, p.merge_dst):
+            feed(tensor)
+    feed(schedule.zero_rows)
+
+
+def measure(
+    hints: str, regions: int, rule_name: str, *, requests: int, warmup: int, seed: int, flex: bool
+) -> dict[str, object]:
+    """Median stage times over `requests` requests with new random boxes, after `warmup` untimed ones."""
+    rng = random.Random(f"{seed}-{hints}-{regions}-{rule_name}")
+    device = torch.device("cpu")
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    samples["plan+schedule"] = []
+    digest = hashlib.sha256()
+    for i in range(warmup + requests):
+        spans = random_spans(rng, GRID, regions)
+        text = TextLayout(MAIN_TOKENS, (HINT_TOKENS[hints],) * regions, hints_first=False)
+        layout, layout_ms = timed(lambda text=text, spans=spans: TokenLayout(text, Size(GRID, GRID), spans))
+        rules, rules_ms = timed(lambda: RULES[rule_name](regions))
+        plan, plan_ms = timed(lambda layout=layout, rules=rules: MaskPlan(layout, rules))
+        schedule, schedule_ms = timed(lambda plan=plan: build_block_schedule(plan, GPU_COSTS).to(device))
+        flex_ms = timed(lambda plan=plan: build_block_mask(plan, device))[1] if flex else float("nan")
+        if i < warmup:
+            continue
+        schedule_digest(schedule, digest)
+        for stage, ms in zip(STAGES, (layout_ms, rules_ms, plan_ms, schedule_ms, flex_ms), strict=True):
+            samples[stage].append(ms)
+        samples["plan+schedule"].append(plan_ms + schedule_ms)
+    medians = {stage: statistics.median(times) for stage, times in samples.items()}
+    return {
+        "hints": hints,
+        "regions": regions,
+        "rules": rule_name,
+        "seq_len": plan.seq_len,
+        "median_ms": medians,
+        "max_plan_schedule_ms": max(samples["plan+schedule"]),
+        "schedule_digest": digest.hexdigest()[:16],
+    }
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "editor-service/replan_editor/attention"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip()[:12] + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    model = fields.get("Model name", platform.machine()).strip()
+    return f"{model} ({fields.get('CPU(s)', '?').strip()} CPUs)"
+
+
+def print_rows(rows: list[dict[str, object]]) -> None:
+    header = f"{'hints':8s}{'K':>3s} {'rules':9s}{'S':>6s}" + "".join(f"{s:>16s}" for s in STAGES) + "   plan+schedule"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        medians: dict[str, float] = r["median_ms"]  # type: ignore[assignment]
+        print(
+            f"{r['hints']:8s}{r['regions']:>3d} {r['rules']:9s}{r['seq_len']:>6d}"
+            + "".join(f"{medians[s]:>16.3f}" for s in STAGES)
+            + f"{medians['plan+schedule']:>16.3f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--label", default="current", help="name of this run in the JSON (e.g. before, after)")
+    parser.add_argument("--out", type=Path, help="JSON path (default bench/results/plan_build-cpu.json)")
+    parser.add_argument("--regions", default="1,2,4,8,16", help="comma-separated K values")
+    parser.add_argument("--hints", default="trimmed,padded", help="hint token modes: trimmed,padded")
+    parser.add_argument("--rules", default="default,locality", help="rule sets: default,locality")
+    parser.add_argument("--requests", type=int, default=20, help="timed requests per config")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed requests per config first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-flex", action="store_true", help="skip the flex BlockMask stage")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
+    rows = []
+    for hints in args.hints.split(","):
+        for regions in (int(k) for k in args.regions.split(",")):
+            for rule_name in args.rules.split(","):
+                rows.append(
+                    measure(
+                        hints,
+                        regions,
+                        rule_name,
+                        requests=args.requests,
+                        warmup=args.warmup,
+                        seed=args.seed,
+                        flex=not args.no_flex,
+                    )
+                )
+                r = rows[-1]
+                print(
+                    f"  {hints:7s} K={regions:<2d} {rule_name:8s} plan+schedule "
+                    f"{r['median_ms']['plan+schedule']:7.2f} ms",  # type: ignore[index]
+                    flush=True,
+                )
+    run = {
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "commit": git_commit(),
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "shapes": {"grid": GRID, "main_tokens": MAIN_TOKENS, "hint_tokens": HINT_TOKENS},
+        "rows": rows,
+    }
+    print(f"\n{args.label}: {run['cpu']}  torch {run['torch']}  commit {run['commit']}  (median ms per request)")
+    print_rows(rows)
+    if not args.no_write:
+        out = args.out or REPO / "bench" / "results" / "plan_build-cpu.json"
+        existing = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+        existing.setdefault("runs", {})[args.label] = run
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(existing, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {out} [{args.label}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
