@@ -91,14 +91,14 @@ def decode_image(raw: bytes, *, limits: ImageLimits, param: str = "image") -> Im
             code="invalid_image",
             param=param,
         ) from exc
-    image = ImageOps.exif_transpose(image)
-    if min(image.size) < limits.min_side:
+    oriented: Image.Image = ImageOps.exif_transpose(image)
+    if min(oriented.size) < limits.min_side:
         raise InvalidImage(
-            f"image is {image.width}x{image.height}; each side must be at least {limits.min_side} pixels",
+            f"image is {oriented.width}x{oriented.height}; each side must be at least {limits.min_side} pixels",
             code="image_too_small",
             param=param,
         )
-    return image.convert("RGB")
+    return oriented.convert("RGB")
 
 
 def decode_image_b64(data: str, *, limits: ImageLimits, param: str = "image") -> Image.Image:

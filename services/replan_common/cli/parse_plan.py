@@ -7,10 +7,10 @@ error envelope. Registered on the `replan` app by `replan_common.cli.main`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from replan_common.errors import ReplanError
@@ -61,7 +61,7 @@ class _BadInput(Exception):
 
 def _read_source(source: str) -> str:
     try:
-        raw = click.get_binary_stream("stdin").read() if source == "-" else Path(source).read_bytes()
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         raise _BadInput("unreadable_input", f"cannot read {source!r}: {exc.strerror or exc}", "source") from exc
     try:

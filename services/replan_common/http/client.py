@@ -35,7 +35,7 @@ class RetryPolicy:
     backoff_max_s: float = 8.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.backoff_max_s, self.backoff_s * (2**attempt))
+        return float(min(self.backoff_max_s, self.backoff_s * (2**attempt)))
 
 
 NO_RETRY = RetryPolicy(attempts=1)

@@ -158,7 +158,8 @@ def _clip_vocab_and_merges(vocab_size: int) -> tuple[dict[str, int], tuple[tuple
     for text in _CORPUS:
         normalized = backend.normalizer.normalize_str(text) if backend.normalizer else text
         for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized):
-            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+            word = (*piece[:-1], piece[-1] + "</w>")
+            words[word] += 1
     merges = _learn_bpe(words, vocab_size - len(base))
     for a, b in merges:
         vocab.setdefault(a + b, len(vocab))
