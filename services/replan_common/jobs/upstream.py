@@ -3,7 +3,9 @@
 Planning is a plain JSON call. Editing streams the editor's `POST /v1/edit` with
 `Accept: text/event-stream` and `X-Replan-Job-Id`, relaying `progress` events to the runner as they come
 and returning the `result` event (or raising the typed error of the `error` event). Several URLs per
-service are tried in turn when one is unreachable; balancing proper is the gateway's job.
+service are tried in random order: the next one is tried when one is unreachable, has a full queue, or
+serves another backbone than the edit asks for (so a mixed pool of Kontext and Qwen editors works);
+balancing proper is the gateway's job.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from replan_common.protocol import EditRequest, EditResponse, PlanRequest, PlanR
 JOB_ID_HEADER = "X-Replan-Job-Id"
 
 T = TypeVar("T")
+
+#: Answers after which another worker may well succeed: busy, or serving another backbone.
+_TRY_ANOTHER = frozenset({"queue_full", "backbone_mismatch"})
 
 
 class HttpJobUpstreams:
@@ -121,10 +126,11 @@ def _error_for(status: int, content: bytes, headers: httpx.Headers) -> ReplanErr
 
 
 def _first_reachable(service: str, urls: Sequence[str], call: Callable[[str], T], timeout_s: float) -> T:
-    """Call the first URL that answers, in random order; only unreachable workers move on to the next."""
+    """Call the URLs in random order until one answers; unreachable, busy or wrong-backbone ones pass it on."""
     order = list(urls)
     random.shuffle(order)
     failures: list[str] = []
+    passed_on: ReplanError | None = None
     for base in order:
         try:
             return call(base)
@@ -134,6 +140,14 @@ def _first_reachable(service: str, urls: Sequence[str], call: Callable[[str], T]
             ) from exc
         except httpx.TransportError as exc:
             failures.append(f"{base} ({type(exc).__name__})")
+        except ReplanError as exc:
+            if exc.code not in _TRY_ANOTHER:
+                raise
+            failures.append(f"{base} ({exc.code})")
+            passed_on = exc
+    if passed_on is not None:
+        passed_on.message = f"{passed_on.message} (tried: {', '.join(failures)})"
+        raise passed_on
     raise ServiceUnavailable(
         f"no {service} is reachable: {', '.join(failures)}", code=f"{service}_unavailable", retry_after_s=5
     )
