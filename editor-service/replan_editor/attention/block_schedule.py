@@ -13,7 +13,8 @@ the small remainder carries a mask:
    rows computed and thrown away), extended to the whole sequence when that beats copying rows.
 3. **Residual.** What the bulk leaves (hint rows; box rows' hint keys; under other rules, more) is grouped
    into two calls: rows inside the bulk, whose partial results get merged, and rows outside it. Each call
-   takes exactly the residual keys of its rows with a small explicit mask `[rows, keys]`. A residual whose
+   takes exactly the residual keys of its rows with a small explicit mask `[rows, keys]` (kept factored:
+   one row per query class and a class index per row). A residual whose
    mask would be too large is cut into fully-allowed rectangles instead (greedy by area, exact).
 4. **Assembly.** The bulk's output is the buffer; every other block, in order, copies in the rows not
    written yet and merges the rows already written (log-sum-exp with a running total, exact); rows no
@@ -92,14 +93,35 @@ class Block:
     """One attention call `queries × keys`, of whose rows `valid_pos` (global `valid_rows`) count.
 
     `mask` is None (every pair allowed), `[1, keys]` (a key mask shared by all rows) or `[queries, keys]`,
-    True where allowed.
+    True where allowed. A `[queries, keys]` mask is kept factored, as its distinct rows `mask_table [R, keys]`
+    and the row of each query `mask_rows [queries]` (a handful of query classes make R tiny), so that it is
+    neither built on the host nor copied to the device at full size (megabytes at Kontext shapes); without
+    `mask_rows`, `mask_table` is the mask itself.
     """
 
     queries: TokenSet
     keys: TokenSet
     valid_rows: torch.Tensor
     valid_pos: torch.Tensor
-    mask: torch.Tensor | None = None
+    mask_table: torch.Tensor | None = None
+    mask_rows: torch.Tensor | None = None
+
+    @property
+    def mask_shape(self) -> tuple[int, int] | None:
+        """The shape of `mask` without building it."""
+        if self.mask_table is None:
+            return None
+        rows = self.mask_table.shape[0] if self.mask_rows is None else self.mask_rows.shape[0]
+        return int(rows), int(self.mask_table.shape[1])
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """The mask, built from its factors (on their device) when factored."""
+        if self.mask_table is None or self.mask_rows is None:
+            return self.mask_table
+        if self.mask_table.device.type == "cpu":  # NumPy copies bool rows far faster than torch's CPU gather
+            return torch.from_numpy(self.mask_table.numpy()[self.mask_rows.numpy()])
+        return self.mask_table.index_select(0, self.mask_rows)
 
     def to(self, device: torch.device) -> Block:
         return Block(
@@ -107,7 +129,8 @@ class Block:
             self.keys.to(device),
             self.valid_rows.to(device),
             self.valid_pos.to(device),
-            None if self.mask is None else self.mask.to(device),
+            None if self.mask_table is None else self.mask_table.to(device),
+            None if self.mask_rows is None else self.mask_rows.to(device),
         )
 
 
@@ -146,7 +169,7 @@ class BlockSchedule:
         """The same schedule on `device`, moved in one host-to-device copy per dtype (not one per tensor)."""
         tensors: list[torch.Tensor | None] = []
         for b in self.blocks:
-            tensors += [b.queries.index, b.keys.index, b.valid_rows, b.valid_pos, b.mask]
+            tensors += [b.queries.index, b.keys.index, b.valid_rows, b.valid_pos, b.mask_table, b.mask_rows]
         for p in self.placements:
             tensors += [p.copy_src, p.copy_dst, p.merge_src, p.merge_dst]
         tensors.append(self.zero_rows)
@@ -158,7 +181,7 @@ class BlockSchedule:
         blocks = []
         for b in self.blocks:
             queries, keys = replace(b.queries, index=take()), replace(b.keys, index=take())
-            blocks.append(Block(queries, keys, take(), take(), take()))  # type: ignore[arg-type]
+            blocks.append(Block(queries, keys, take(), take(), take(), take()))  # type: ignore[arg-type]
         placements = [Placement(p.block, take(), take(), take(), take()) for p in self.placements]  # type: ignore[arg-type]
         return BlockSchedule(self.seq_len, tuple(blocks), self.base, tuple(placements), take())  # type: ignore[arg-type]
 
@@ -380,9 +403,11 @@ def _residual_blocks(classes: _Classes, residual: Bool, row_classes: Bool, costs
         return rectangles
     if full:
         return [masked]
-    # Row by row from a [nQ, keys] table: one contiguous copy per row instead of a gather per element.
-    mask = allowed[:, k_classes][q_classes]
-    return [replace(masked, mask=_tensor(mask))]
+    # The mask `allowed[q_classes][:, k_classes]`, factored: one row per query class present, and the row of
+    # each query.
+    table = allowed[present_q][:, k_classes]
+    rows = (np.cumsum(present_q) - 1)[q_classes]
+    return [replace(masked, mask_table=_tensor(table), mask_rows=_tensor(rows))]
 
 
 def _cost(blocks: list[Block], costs: CostModel, *, masked: bool | None = None) -> float:
@@ -390,7 +415,7 @@ def _cost(blocks: list[Block], costs: CostModel, *, masked: bool | None = None) 
     total = 0.0
     for block in blocks:
         pairs = block.queries.size * block.keys.size
-        has_mask = block.mask is not None if masked is None else masked
+        has_mask = block.mask_table is not None if masked is None else masked
         total += costs.call + pairs * (costs.masked_pair if has_mask else 1.0)
         total += costs.row_copy * (block.queries.size if block.queries.index is not None else 0)
         total += 2 * costs.row_copy * (block.keys.size if block.keys.index is not None else 0)
@@ -420,10 +445,10 @@ def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockS
         extra = seq_len - block.queries.size
         if (
             block.queries.index is None
-            and (block.mask is None or block.mask.shape[0] == 1)
+            and (block.mask_shape is None or block.mask_shape[0] == 1)
             and extra * block.keys.size <= block.valid_rows.numel() * costs.row_copy
         ):
-            blocks[biggest] = Block(TokenSet(0, seq_len), block.keys, block.valid_rows, block.valid_rows, block.mask)
+            blocks[biggest] = replace(block, queries=TokenSet(0, seq_len), valid_pos=block.valid_rows)
             base = biggest
     written = np.zeros(seq_len, dtype=np.bool_)
     if base is not None:

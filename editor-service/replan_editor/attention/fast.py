@@ -45,13 +45,17 @@ def _side_stream(device: torch.device) -> torch.cuda.Stream:
     return torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
 
 
+def _bias(block: Block, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    """The additive mask of a block (0 allowed, -inf not), built on the device from the mask's factors."""
+    if block.mask_table is None:
+        return None
+    table = block.mask_table.to(device)
+    bias = torch.zeros(table.shape, device=device, dtype=dtype).masked_fill_(~table, -torch.inf)
+    return bias if block.mask_rows is None else bias.index_select(0, block.mask_rows.to(device))
+
+
 def _biases(schedule: BlockSchedule, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor | None]:
-    return [
-        None
-        if b.mask is None
-        else torch.zeros(b.mask.shape, device=device, dtype=dtype).masked_fill_(~b.mask, -torch.inf)
-        for b in schedule.blocks
-    ]
+    return [_bias(b, device, dtype) for b in schedule.blocks]
 
 
 def _seq_major(x: torch.Tensor) -> bool:

@@ -28,11 +28,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from replan_common.geometry import ExpandMode, Size, TokenSpan, box_to_token_span, expand_box, token_grid
 from replan_common.plan import RegionPlan
-from replan_editor.attention.groups import Group, GroupKind, groups_for
+from replan_editor.attention.groups import Group, groups_for
 
 
 @dataclass(frozen=True)
@@ -139,48 +141,54 @@ class TokenLayout:
         and the set of boxes covering its grid cell, so the atoms are the text groups plus two per distinct
         box-cover pattern. Everything downstream works on atoms and maps back with one index.
         """
-        groups = self.groups
-        index = {g: i for i, g in enumerate(groups)}
-        text = self.text
-        columns: list[list[int]] = []  # per atom, the group indices it belongs to
-        of_token = torch.empty(self.seq_len, dtype=torch.int64)
+        of_token, membership = self.atom_arrays()
+        return TokenAtoms(of_token=torch.from_numpy(of_token), membership=torch.from_numpy(membership))
 
-        def add_atom(group_ids: list[int]) -> int:
-            columns.append(group_ids)
-            return len(columns) - 1
+    def atom_arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """`atoms()` as NumPy arrays `(of_token [S], membership [G, A])`, built without a loop over atoms.
 
-        main = range(text.main_offset, text.main_offset + text.main_tokens)
+        Atoms are numbered main, image prompt, hints 1..K (those with tokens), then per box-cover pattern (in
+        `row_classes` order) its noise atom and its image atom. Group rows follow `groups_for`: Main, [ImgP],
+        then Hi, N.Bi, I.Bi per region, N.BG, I.BG.
+        """
+        text, k = self.text, self.num_regions
+        first_region = 2 if text.image_prompt is not None else 1  # group row of Hint 1
+        num_groups = first_region + 3 * k + 2
+        of_token = np.empty(self.seq_len, dtype=np.int64)
+        text_groups: list[int] = []  # per text atom, its one group
         image_prompt = 0 if text.image_prompt is None else text.image_prompt[1] - text.image_prompt[0]
         if text.main_tokens > image_prompt:  # only atoms that have tokens
-            of_token[main.start : main.stop] = add_atom([index[Group(GroupKind.MAIN)]])
+            of_token[text.main_offset : text.main_offset + text.main_tokens] = len(text_groups)
+            text_groups.append(0)
         if text.image_prompt is not None:
             start, stop = (text.main_offset + p for p in text.image_prompt)
-            of_token[start:stop] = add_atom([index[Group(GroupKind.IMAGE_PROMPT)]])
-        for region in range(1, self.num_regions + 1):
+            of_token[start:stop] = len(text_groups)
+            text_groups.append(1)
+        for region in range(1, k + 1):
             hint = text.hint_range(region)
-            of_token[hint.start : hint.stop] = add_atom([index[Group(GroupKind.HINT, region)]])
+            of_token[hint.start : hint.stop] = len(text_groups)
+            text_groups.append(first_region + 3 * (region - 1))
 
-        cover = torch.zeros(self.num_regions, self.grid.height, self.grid.width, dtype=torch.bool)
+        cover = np.zeros((k, self.grid.height, self.grid.width), dtype=np.bool_)
         for i, span in enumerate(self.spans):
             cover[i, span.row0 : span.row1, span.col0 : span.col1] = True
-        pattern, representative = row_classes(cover.flatten(1).T)  # per grid cell: its box-cover pattern
-        cover_sets = [torch.nonzero(cover.flatten(1)[:, int(cell)]).flatten().tolist() for cell in representative]
-        noise_atoms, image_atoms = [], []
-        for regions in cover_sets:
-            if regions:
-                noise_atoms.append(add_atom([index[Group(GroupKind.NOISE_BOX, r + 1)] for r in regions]))
-                image_atoms.append(add_atom([index[Group(GroupKind.IMAGE_BOX, r + 1)] for r in regions]))
-            else:
-                noise_atoms.append(add_atom([index[Group(GroupKind.NOISE_BACKGROUND)]]))
-                image_atoms.append(add_atom([index[Group(GroupKind.IMAGE_BACKGROUND)]]))
+        cells = cover.reshape(k, self.grid_tokens).T  # [N, K]: the boxes covering each grid cell
+        pattern, representative = row_classes_array(cells)
+        patterns = cells[representative]  # [P, K]
+        num_text = len(text_groups)
+        membership = np.zeros((num_groups, num_text + 2 * len(representative)), dtype=np.bool_)
+        membership[text_groups, np.arange(num_text)] = True
+        boxes = first_region + 3 * np.arange(k)  # group row of Hint i; N.Bi and I.Bi follow
+        noise_atoms = num_text + 2 * np.arange(len(representative))
+        membership[np.ix_(boxes + 1, noise_atoms)] = patterns.T
+        membership[np.ix_(boxes + 2, noise_atoms + 1)] = patterns.T
+        background = ~patterns.any(axis=1)
+        membership[num_groups - 2, noise_atoms[background]] = True
+        membership[num_groups - 1, noise_atoms[background] + 1] = True
         n = self.grid_tokens
-        of_token[self.noise_offset : self.noise_offset + n] = torch.tensor(noise_atoms)[pattern]
-        of_token[self.image_offset : self.image_offset + n] = torch.tensor(image_atoms)[pattern]
-
-        membership = torch.zeros(len(groups), len(columns), dtype=torch.bool)
-        for atom, group_ids in enumerate(columns):
-            membership[group_ids, atom] = True
-        return TokenAtoms(of_token=of_token, membership=membership)
+        of_token[self.noise_offset : self.noise_offset + n] = noise_atoms[pattern]
+        of_token[self.image_offset : self.image_offset + n] = noise_atoms[pattern] + 1
+        return of_token, membership
 
     def membership(self) -> torch.Tensor:
         """`[G, S]` bool on CPU: `member[g, s]` is True when token s belongs to group g (rows in `groups` order)."""
@@ -204,19 +212,30 @@ class TokenAtoms:
 def row_classes(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For `rows: [N, W]` bool: a dense class id per row (equal rows ⇔ equal ids) and a representative row per class.
 
-    Rows are read 52 columns at a time as exact float64 integers, so any width works.
+    Ids follow the rows' order read 52 columns at a time as integers (column j of a chunk is bit j), chunk by
+    chunk, so any width works; the representative is the first row of its class. See `row_classes_array`.
     """
+    ids, representative = row_classes_array(rows.numpy())
+    return torch.from_numpy(ids), torch.from_numpy(representative)
+
+
+def row_classes_array(rows: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`row_classes` on a NumPy bool array (the plan build's hot path: NumPy has no per-op thread dispatch)."""
     size, width = rows.shape
-    ids = torch.zeros(size, dtype=torch.int64)
+    if size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ids = np.zeros(size, dtype=np.int64)
+    first = np.zeros(1, dtype=np.int64)
     for start in range(0, width, 52):
-        block = rows[:, start : start + 52].double()
-        weights = torch.pow(2.0, torch.arange(block.shape[1], dtype=torch.float64))
-        _, word = torch.unique(block @ weights, return_inverse=True)
-        _, ids = torch.unique(ids * (int(word.max()) + 1) + word, return_inverse=True)
-    count = int(ids.max()) + 1 if size else 0
-    representative = torch.full((count,), size, dtype=torch.int64)
-    representative.scatter_reduce_(0, ids, torch.arange(size), reduce="amin")
-    return ids, representative
+        block = rows[:, start : start + 52]
+        padded = np.zeros((size, 64), dtype=np.bool_)
+        padded[:, : block.shape[1]] = block
+        word = np.packbits(padded, axis=1, bitorder="little").view("<u8")[:, 0]
+        _, rank = np.unique(word, return_inverse=True)
+        combined = ids * (int(rank.max()) + 1) + rank.reshape(-1)
+        _, first, ids = np.unique(combined, return_index=True, return_inverse=True)
+        ids = ids.reshape(-1)
+    return ids.astype(np.int64, copy=False), first.astype(np.int64, copy=False)
 
 
 def layout_from_plan(

@@ -25,9 +25,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
+import numpy as np
 import torch
 
-from replan_editor.attention.layout import TokenLayout, row_classes
+from replan_editor.attention.layout import TokenLayout, row_classes_array
 from replan_editor.attention.rules import AttentionRules
 
 T = TypeVar("T")
@@ -56,26 +57,33 @@ class MaskPlan:
         self.layout = layout
         self.rules = rules
         self.seq_len = layout.seq_len
-        atoms = layout.atoms()
-        member = atoms.membership.float()  # [G, A]
-        group_rules = rules.to_tensor().float()  # [G, G]
+        # Built in NumPy on a handful of atoms and classes, then mapped to the S tokens with one gather: NumPy
+        # has no per-op dispatch or thread-pool cost (torch's CPU ops spin their pool on tiny tensors,
+        # which under load took tens of ms).
+        of_token, membership = layout.atom_arrays()
+        member = membership.astype(np.float32)  # [G, A]
+        group_rules = rules.matrix.astype(np.float32)  # [G, G]
         may_see = (member.T @ group_rules) > 0  # [A, G]: key groups each atom may see as a query
         seen_by = (member.T @ group_rules.T) > 0  # [A, G]: query groups that see each atom as a key
-        query_of_atom, query_reps = row_classes(may_see)
-        key_of_atom, key_reps = row_classes(seen_by)
-        allowed = (may_see[query_reps].float() @ member[:, key_reps]) > 0  # [nQ, nK]
+        query_of_atom, query_reps = row_classes_array(may_see)
+        key_of_atom, key_reps = row_classes_array(seen_by)
+        allowed = (may_see[query_reps].astype(np.float32) @ member[:, key_reps]) > 0  # [nQ, nK]
         # Classes that differ only on groups without tokens have equal rows/columns: merge them.
-        query_map, query_reps = row_classes(allowed)
-        key_map, key_reps = row_classes(allowed.T)
-        self.class_allowed = allowed[query_reps][:, key_reps].contiguous()
-        self.query_class = query_map[query_of_atom][atoms.of_token]
-        self.key_class = key_map[key_of_atom][atoms.of_token]
-        self.query_class_sizes = torch.bincount(self.query_class, minlength=self.class_allowed.shape[0])
-        self.key_class_sizes = torch.bincount(self.key_class, minlength=self.class_allowed.shape[1])
-        sizes = self.query_class_sizes.double() @ self.class_allowed.double() @ self.key_class_sizes.double()
-        self.allowed_pairs = int(sizes.item())
-        self.is_full = bool(self.class_allowed.all())
-        self.has_empty_rows = bool((~self.class_allowed.any(dim=1)).any())
+        query_map, query_reps = row_classes_array(allowed)
+        key_map, key_reps = row_classes_array(np.ascontiguousarray(allowed.T))
+        class_allowed = np.ascontiguousarray(allowed[query_reps][:, key_reps])
+        query_class = query_map[query_of_atom][of_token]
+        key_class = key_map[key_of_atom][of_token]
+        query_sizes = np.bincount(query_class, minlength=class_allowed.shape[0])
+        key_sizes = np.bincount(key_class, minlength=class_allowed.shape[1])
+        self.class_allowed = torch.from_numpy(class_allowed)
+        self.query_class = torch.from_numpy(query_class)
+        self.key_class = torch.from_numpy(key_class)
+        self.query_class_sizes = torch.from_numpy(query_sizes)
+        self.key_class_sizes = torch.from_numpy(key_sizes)
+        self.allowed_pairs = int(query_sizes @ class_allowed.astype(np.int64) @ key_sizes)
+        self.is_full = bool(class_allowed.all())
+        self.has_empty_rows = bool((~class_allowed.any(axis=1)).any())
         self._artifacts: dict[Hashable, object] = {}
         self._lock = threading.Lock()
 

@@ -17,10 +17,13 @@ Picking rules for a step::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from replan_common.errors import InvalidRules
@@ -60,7 +63,15 @@ class AttentionRules:
 
     def to_tensor(self) -> torch.Tensor:
         """`[G, G]` bool on CPU."""
-        return torch.tensor(self.allowed, dtype=torch.bool).reshape(len(self.groups), len(self.groups))
+        return torch.from_numpy(self.matrix.copy())
+
+    @functools.cached_property
+    def matrix(self) -> npt.NDArray[np.bool_]:
+        """`[G, G]` bool NumPy array, built once per rules object (read-only: it is shared)."""
+        size = len(self.allowed)
+        matrix = np.array(self.allowed, dtype=np.bool_).reshape(size, size)
+        matrix.flags.writeable = False
+        return matrix
 
     def to_mapping(self, *, short: bool = True) -> dict[str, bool]:
         """Every cell as `{"Query|Key": allowed}` (the demo's wire form), short or long labels."""
