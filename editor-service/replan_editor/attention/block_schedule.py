@@ -30,6 +30,7 @@ about 1.45× at K = 16 with trimmed hints; see `bench/attention.py`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -221,6 +222,13 @@ def _to_int(selected: Bool) -> int:
     return int.from_bytes(np.packbits(selected, bitorder="little").tobytes(), "little")
 
 
+@functools.cache
+def _pairs(count: int) -> tuple[Ints, Ints]:
+    """Every pair `i < j` of `count` items (as `itertools.combinations`), cached: `np.triu_indices` is slow."""
+    first, second = np.triu_indices(count, k=1)
+    return first.astype(np.int64), second.astype(np.int64)
+
+
 def _rectangles(
     allowed: Bool, q_sizes: Ints, k_sizes: Ints, *, limit: int | None = None, merge_row: float = 0.0
 ) -> list[tuple[Bool, Bool]]:
@@ -237,7 +245,7 @@ def _rectangles(
         rows = residual[active]
         weight = q_sizes[active] * (rows.astype(np.int64) @ k_sizes)
         largest = rows[np.argsort(-weight, kind="stable")[:12]]
-        first, second = np.triu_indices(largest.shape[0], k=1)
+        first, second = _pairs(largest.shape[0])
         common = largest[first] & largest[second]
         candidates = np.concatenate([rows, common[common.any(axis=1)]])
         # contains[a, c]: class a still needs every key of candidate c.
@@ -379,7 +387,8 @@ def _residual_blocks(classes: _Classes, residual: Bool, row_classes: Bool, costs
     """The residual cells of `row_classes` as one call with an explicit mask, or as rectangles if too big.
 
     The masked call is costed from its shape and whether its mask has a False cell (read off the class
-    matrix), and its `[rows, keys]` mask is materialised only if it wins.
+    matrix), and its `[rows, keys]` mask is materialised only if it wins. The rectangles are not searched
+    when a lower bound on their cost (`_rectangles_cost_bound`) already shows the masked call is no dearer.
     """
     allowed = residual & row_classes[:, None]
     row_classes = allowed.any(axis=1)
@@ -387,9 +396,8 @@ def _residual_blocks(classes: _Classes, residual: Bool, row_classes: Bool, costs
         return []
     q_rows = np.flatnonzero(row_classes[classes.query_class])
     k_rows = np.flatnonzero(allowed.any(axis=0)[classes.key_class])
-    rectangles = _unmasked_blocks(classes, allowed, costs)[0]
     if q_rows.size * k_rows.size > costs.max_mask:
-        return rectangles
+        return _unmasked_blocks(classes, allowed, costs)[0]
     start, stop = int(k_rows[0]), int(k_rows[-1]) + 1
     hull_waste = (stop - start - k_rows.size) * q_rows.size * costs.masked_pair
     keys = TokenSet(start, stop) if hull_waste <= 2 * k_rows.size * costs.row_copy else TokenSet(index=_tensor(k_rows))
@@ -399,8 +407,11 @@ def _residual_blocks(classes: _Classes, residual: Bool, row_classes: Bool, costs
     present_k = np.bincount(k_classes, minlength=allowed.shape[1]) > 0
     full = bool(allowed[present_q][:, present_k].all())
     masked = Block(queries, keys, _tensor(q_rows), _tensor(_positions(queries, q_rows)))
-    if _cost([masked], costs, masked=not full) > _cost(rectangles, costs):
-        return rectangles
+    masked_cost = _cost([masked], costs, masked=not full)
+    if masked_cost > _rectangles_cost_bound(classes, allowed, costs, masked_cost):
+        rectangles = _unmasked_blocks(classes, allowed, costs)[0]
+        if masked_cost > _cost(rectangles, costs):
+            return rectangles
     if full:
         return [masked]
     # The mask `allowed[q_classes][:, k_classes]`, factored: one row per query class present, and the row of
@@ -408,6 +419,36 @@ def _residual_blocks(classes: _Classes, residual: Bool, row_classes: Bool, costs
     table = allowed[present_q][:, k_classes]
     rows = (np.cumsum(present_q) - 1)[q_classes]
     return [replace(masked, mask_table=_tensor(table), mask_rows=_tensor(rows))]
+
+
+def _rectangles_cost_bound(classes: _Classes, allowed: Bool, costs: CostModel, target: float) -> float:
+    """A lower bound on `_cost` of the rectangle blocks of `allowed` (-inf if the cost model gives none).
+
+    Every rectangle is at least one call and the rectangles cover every allowed pair at least once, so with
+    non-negative costs and `masked_pair >= 1` the cost is at least `calls · call + allowed pairs`. The number
+    of rectangles is at least the size of a *fooling set*: allowed cells (a, b), (c, d) of which no two can
+    share a rectangle because `allowed[a, d]` or `allowed[c, b]` is False. A greedy one, grown only until
+    the bound exceeds `target`, is enough. The bound is shaded by 1e-9 so float rounding in `_cost` (relative
+    error far below that) cannot put the true cost under it.
+    """
+    if min(costs.call, costs.row_copy, costs.merge_row) < 0 or costs.masked_pair < 1:
+        return -np.inf
+    cells = allowed & (classes.q_sizes > 0)[:, None] & (classes.k_sizes > 0)[None, :]
+    pairs = float(classes.q_sizes @ cells.astype(np.int64) @ classes.k_sizes)
+    need = np.inf if costs.call <= 0 else (target - pairs) / costs.call
+    fool_rows: list[int] = []
+    fool_cols: list[int] = []
+    for b in np.flatnonzero(cells.any(axis=0)).tolist():
+        if len(fool_rows) > need:
+            break
+        rows = np.flatnonzero(cells[:, b])
+        if fool_rows:  # (a, b) conflicts with a chosen (c, d) when allowed[a, d] and allowed[c, b]
+            seen_by_chosen = cells[fool_rows, b]
+            rows = rows[~(cells[np.ix_(rows, fool_cols)] & seen_by_chosen[None, :]).any(axis=1)]
+        if rows.size:  # a column holds at most one fooling cell
+            fool_rows.append(int(rows[0]))
+            fool_cols.append(b)
+    return (len(fool_rows) * costs.call + pairs) * (1.0 - 1e-9)
 
 
 def _cost(blocks: list[Block], costs: CostModel, *, masked: bool | None = None) -> float:
@@ -422,7 +463,9 @@ def _cost(blocks: list[Block], costs: CostModel, *, masked: bool | None = None) 
     if not blocks:
         return total + costs.merge_row * 0.0
     rows = np.concatenate([b.valid_rows.numpy() for b in blocks])
-    return total + costs.merge_row * float(rows.size - np.unique(rows).size)
+    seen = np.zeros(int(rows.max()) + 1 if rows.size else 0, dtype=np.bool_)
+    seen[rows] = True  # distinct rows without a sort
+    return total + costs.merge_row * float(rows.size - int(np.count_nonzero(seen)))
 
 
 def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockSchedule:

@@ -231,9 +231,12 @@ def row_classes_array(rows: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64
         padded = np.zeros((size, 64), dtype=np.bool_)
         padded[:, : block.shape[1]] = block
         word = np.packbits(padded, axis=1, bitorder="little").view("<u8")[:, 0]
-        _, rank = np.unique(word, return_inverse=True)
-        combined = ids * (int(rank.max()) + 1) + rank.reshape(-1)
-        _, first, ids = np.unique(combined, return_index=True, return_inverse=True)
+        if width <= 52:  # one chunk: the ranks of the words are the ids
+            _, first, ids = np.unique(word, return_index=True, return_inverse=True)
+        else:
+            _, rank = np.unique(word, return_inverse=True)
+            combined = ids * (int(rank.max()) + 1) + rank.reshape(-1)
+            _, first, ids = np.unique(combined, return_index=True, return_inverse=True)
         ids = ids.reshape(-1)
     return ids.astype(np.int64, copy=False), first.astype(np.int64, copy=False)
 
