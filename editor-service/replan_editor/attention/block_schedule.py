@@ -203,13 +203,11 @@ def _move_together(tensors: list[torch.Tensor | None], device: torch.device) -> 
         if tensor is not None:
             by_dtype.setdefault(tensor.dtype, []).append(i)
     for positions in by_dtype.values():
-        flat = torch.cat([tensors[i].reshape(-1) for i in positions]).to(device)  # type: ignore[union-attr]
-        offset = 0
-        for i in positions:
-            source = tensors[i]
-            assert source is not None
-            moved[i] = flat[offset : offset + source.numel()].view(source.shape)
-            offset += source.numel()
+        sources = [tensors[i] for i in positions]
+        flat = torch.cat([t.reshape(-1) for t in sources]).to(device)  # type: ignore[union-attr]
+        pieces = flat.split([t.numel() for t in sources])  # type: ignore[union-attr]
+        for i, source, piece in zip(positions, sources, pieces, strict=True):
+            moved[i] = piece if source.dim() == 1 else piece.view(source.shape)  # type: ignore[union-attr]
     return moved
 
 
@@ -239,27 +237,37 @@ def _rectangles(
     (bit i = key class i), the order in which the reference loop met candidates, so the result is the same.
     """
     residual = allowed & (q_sizes > 0)[:, None] & (k_sizes > 0)[None, :]
+    # Sizes as float64: the products below are sums of integers far below 2**53, so exact, and on BLAS.
+    q_float, k_float = q_sizes.astype(np.float64), k_sizes.astype(np.float64)
     rectangles: list[tuple[Bool, Bool]] = []
-    while residual.any():
+    while True:
         active = np.flatnonzero(residual.any(axis=1))
-        rows = residual[active]
-        weight = q_sizes[active] * (rows.astype(np.int64) @ k_sizes)
+        if active.size == 0:
+            break
+        rows = residual[active]  # [A, nK]
+        rows_float = rows.astype(np.float64)
+        weight = q_sizes[active] * (rows_float @ k_float).astype(np.int64)
         largest = rows[np.argsort(-weight, kind="stable")[:12]]
         first, second = _pairs(largest.shape[0])
         common = largest[first] & largest[second]
-        candidates = np.concatenate([rows, common[common.any(axis=1)]])
-        # contains[a, c]: class a still needs every key of candidate c.
-        missing = (~residual).astype(np.float32) @ candidates.T.astype(np.float32)
-        contains = missing == 0
-        counts = candidates.sum(axis=1)
-        finished = contains & (residual.sum(axis=1)[:, None] == counts[None, :])
-        rows_weight = q_sizes @ contains.astype(np.int64)
-        unfinished = q_sizes @ (contains & ~finished).astype(np.int64)
-        key_weight = candidates.astype(np.int64) @ k_sizes
-        score = (rows_weight * key_weight).astype(np.float64) - merge_row * unfinished.astype(np.float64)
+        candidates = np.concatenate([rows, common[common.any(axis=1)]])  # [C, nK]
+        candidates_float = candidates.astype(np.float64)
+        # contains[a, c]: active class a still needs every key of candidate c; finished: and nothing else.
+        contains = (1.0 - rows_float) @ candidates_float.T == 0
+        counts = candidates_float.sum(axis=1)
+        finished = contains & (rows_float.sum(axis=1)[:, None] == counts[None, :])
+        q_active = q_float[active]
+        rows_weight = q_active @ contains
+        unfinished = q_active @ (contains & ~finished)
+        score = rows_weight * (candidates_float @ k_float) - merge_row * unfinished
         tied = np.flatnonzero(score == score.max())
-        best = int(tied[0]) if tied.size == 1 else min(tied.tolist(), key=lambda c: _to_int(candidates[c]))
-        keys, row_set = candidates[best], contains[:, best]
+        best = int(tied[0])
+        if tied.size > 1:  # the smallest key set as an integer: sort on its bytes, most significant first
+            packed = np.packbits(candidates[tied], axis=1, bitorder="little")
+            best = int(tied[np.lexsort(packed.T)[0]])
+        keys = candidates[best]
+        row_set = np.zeros(residual.shape[0], dtype=np.bool_)
+        row_set[active[contains[:, best]]] = True
         residual[row_set] &= ~keys
         rectangles.append((row_set, keys.copy()))
         if limit is not None and len(rectangles) >= limit:
