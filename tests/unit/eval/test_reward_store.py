@@ -29,11 +29,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RewardBatc
     if request.param == "sqlite":
         yield SqliteRewardStore(tmp_path / "rewards.sqlite")
         return
-    client = redis.Redis(host="127.0.0.1", port=6379, db=13)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    redis_url = request.getfixturevalue("redis_url")  # the suite's private real Redis
+    client = redis.Redis.from_url(redis_url, db=13)
     yield RedisRewardStore(client, ttl_s=120, prefix="test:replan:reward")
     for key in client.scan_iter("test:replan:reward:*"):
         client.delete(key)
