@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-flex", action="store_true", help="skip the flex BlockMask stage")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--commit", default="", help="commit of the measured code, when not this checkout's HEAD")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
     rows = []
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
-        "commit": git_commit(),
+        "commit": args.commit or git_commit(),
         "requests": args.requests,
         "warmup": args.warmup,
         "seed": args.seed,

@@ -205,7 +205,7 @@ def _move_together(tensors: list[torch.Tensor | None], device: torch.device) -> 
     for positions in by_dtype.values():
         sources = [tensors[i] for i in positions]
         flat = torch.cat([t.reshape(-1) for t in sources]).to(device)  # type: ignore[union-attr]
-        pieces = flat.split([t.numel() for t in sources])  # type: ignore[union-attr]
+        pieces = torch.split(flat, [t.numel() for t in sources])  # type: ignore[union-attr]
         for i, source, piece in zip(positions, sources, pieces, strict=True):
             moved[i] = piece if source.dim() == 1 else piece.view(source.shape)  # type: ignore[union-attr]
     return moved
@@ -434,11 +434,12 @@ def _residual_blocks(classes: _Classes, residual: Bool, row_classes: Bool, costs
     when a lower bound on their cost (`_rectangles_cost_bound`) already shows the masked call is no dearer.
     """
     allowed = residual & row_classes[:, None]
-    row_classes = allowed.any(axis=1)
-    if not row_classes.any():
+    rows_left: Bool = np.asarray(allowed.any(axis=1))
+    if not rows_left.any():
         return []
-    q_rows = np.flatnonzero(row_classes[classes.query_class])
-    k_rows = np.flatnonzero(allowed.any(axis=0)[classes.key_class])
+    q_rows = np.flatnonzero(rows_left[classes.query_class])
+    keys_left: Bool = np.asarray(allowed.any(axis=0))
+    k_rows = np.flatnonzero(keys_left[classes.key_class])
     if q_rows.size * k_rows.size > costs.max_mask:
         return _unmasked_blocks(classes, allowed, costs)[0]
     start, stop = int(k_rows[0]), int(k_rows[-1]) + 1
@@ -487,7 +488,8 @@ def _rectangles_cost_bound(classes: _Classes, allowed: Bool, costs: CostModel, t
         rows = np.flatnonzero(cells[:, b])
         if fool_rows:  # (a, b) conflicts with a chosen (c, d) when allowed[a, d] and allowed[c, b]
             seen_by_chosen = cells[fool_rows, b]
-            rows = rows[~(cells[np.ix_(rows, fool_cols)] & seen_by_chosen[None, :]).any(axis=1)]
+            chosen_cols = np.asarray(fool_cols, dtype=np.int64)
+            rows = rows[~(cells[np.ix_(rows, chosen_cols)] & seen_by_chosen[None, :]).any(axis=1)]
         if rows.size:  # a column holds at most one fooling cell
             fool_rows.append(int(rows[0]))
             fool_cols.append(b)
@@ -518,7 +520,7 @@ def build_block_schedule(plan: MaskPlan, costs: CostModel = GPU_COSTS) -> BlockS
     class_allowed = plan.class_allowed.numpy()
     blocks, covered = _unmasked_blocks(classes, class_allowed, costs, limit=1)
     residual = class_allowed & ~covered
-    in_bulk = covered.any(axis=1)
+    in_bulk: Bool = np.asarray(covered.any(axis=1))
     blocks += _residual_blocks(classes, residual, ~in_bulk, costs)  # rows outside the bulk: no merge
     blocks += _residual_blocks(classes, residual, in_bulk, costs)  # bulk rows' missing keys: merged
 
