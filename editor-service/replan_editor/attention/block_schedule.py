@@ -373,40 +373,6 @@ class _Classes:
             plan.key_class_sizes.numpy(),
         )
 
-    @functools.cached_property
-    def _query_lists(self) -> tuple[Ints, Ints]:
-        return _class_lists(self.query_class, self.q_sizes)
-
-    @functools.cached_property
-    def _key_lists(self) -> tuple[Ints, Ints]:
-        return _class_lists(self.key_class, self.k_sizes)
-
-    def query_tokens(self, selected: Bool) -> Ints:
-        """Sorted tokens whose query class is selected."""
-        return _tokens_of(selected, self.query_class, self._query_lists)
-
-    def key_tokens(self, selected: Bool) -> Ints:
-        """Sorted tokens whose key class is selected."""
-        return _tokens_of(selected, self.key_class, self._key_lists)
-
-
-def _class_lists(of_token: Ints, sizes: Ints) -> tuple[Ints, Ints]:
-    """Tokens ordered by class (ascending within a class) and where each class starts in that order."""
-    order = np.argsort(of_token.astype(np.int32), kind="stable").astype(np.int64)
-    return order, np.concatenate([[0], np.cumsum(sizes)])
-
-
-def _tokens_of(selected: Bool, of_token: Ints, lists: tuple[Ints, Ints]) -> Ints:
-    """Sorted tokens of the selected classes: from the per-class lists when few are selected (no S-long pass)."""
-    chosen = np.flatnonzero(selected)
-    if chosen.size > 4:
-        return np.flatnonzero(selected[of_token])
-    order, starts = lists
-    parts = [order[starts[c] : starts[c + 1]] for c in chosen.tolist()]
-    if len(parts) == 1:
-        return parts[0]
-    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-
 
 def _unmasked_blocks(
     classes: _Classes, allowed: Bool, costs: CostModel, *, limit: int | None = None
@@ -417,8 +383,8 @@ def _unmasked_blocks(
     found = _rectangles(allowed.copy(), classes.q_sizes, classes.k_sizes, limit=limit, merge_row=costs.merge_row)
     for row_classes, key_classes in found:
         covered |= row_classes[:, None] & key_classes[None, :]
-        q_rows = classes.query_tokens(row_classes)
-        k_rows = classes.key_tokens(key_classes)
+        q_rows = np.flatnonzero(row_classes[classes.query_class])
+        k_rows = np.flatnonzero(key_classes[classes.key_class])
         valid_rows = _tensor(q_rows)
         for keys, key_mask in _key_parts(k_rows, q_rows.size, costs):
             queries = _query_set(q_rows, keys.size, costs)
