@@ -315,19 +315,19 @@ def _tensor(array: npt.NDArray[np.generic]) -> torch.Tensor:
 
 def _key_parts(keys: Ints, num_rows: int, costs: CostModel) -> list[tuple[TokenSet, torch.Tensor | None]]:
     """Keys as one view, a hull view with a key mask, a few views (merged later) or one gather: the cheapest."""
-    runs = _runs(keys)
-    if len(runs) == 1:
-        return [(TokenSet(*runs[0]), None)]
-    start, stop = runs[0][0], runs[-1][1]
+    start, stop = int(keys[0]), int(keys[-1]) + 1
+    if stop - start == keys.size:  # sorted and distinct: one run
+        return [(TokenSet(start, stop), None)]
+    num_runs = int(np.count_nonzero(np.diff(keys) != 1)) + 1
     # Costs in the order the options are preferred on ties: gather, views, hull with a key mask.
-    options = [2 * keys.size * costs.row_copy, (len(runs) - 1) * (costs.call + num_rows * costs.merge_row)]
+    options = [2 * keys.size * costs.row_copy, (num_runs - 1) * (costs.call + num_rows * costs.merge_row)]
     if costs.key_mask:
         options.append((stop - start - keys.size) * num_rows)
     choice = options.index(min(options))
     if choice == 0:
         return [(TokenSet(index=_tensor(keys)), None)]
     if choice == 1:
-        return [(TokenSet(a, b), None) for a, b in runs]
+        return [(TokenSet(a, b), None) for a, b in _runs(keys)]
     mask = np.zeros((1, stop - start), dtype=np.bool_)
     mask[0, keys - start] = True
     return [(TokenSet(start, stop), _tensor(mask))]
