@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
-from replan_common.errors import ReplanError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from replan_common.errors import ReplanError, ServiceUnavailable, UpstreamTimeout
 from replan_common.http.client import RetryPolicy, ServiceClient
 from replan_common.protocol import EditRequest, EditResponse
 
@@ -52,17 +52,7 @@ class HttpEditorClient:
 
     def edit(self, request: EditRequest) -> EditResponse:
         # Same image, plan, settings and seed give the same result, so a retried edit is safe.
-        response = self._client.request(
-            "POST", "/v1/edit", json=request.model_dump(mode="json", exclude_none=True), idempotent=True
-        )
-        try:
-            return EditResponse.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise UpstreamError(
-                f"editor at {self.base_url} answered /v1/edit with a body that is not an EditResponse: "
-                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
-                code="editor_bad_reply",
-            ) from exc
+        return self._client.post_model("/v1/edit", request, EditResponse)
 
     def close(self) -> None:
         self._client.close()

@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Protocol
 
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
-from replan_common.errors import UpstreamError
 from replan_common.http.client import RetryPolicy, ServiceClient
 from replan_common.protocol import PlanRequest, PlanResponse
 
@@ -43,17 +42,7 @@ class HttpPlannerClient:
         )
 
     def plan(self, request: PlanRequest) -> PlanResponse:
-        response = self._client.request(
-            "POST", "/v1/plan", json=request.model_dump(mode="json", exclude_none=True), idempotent=True
-        )
-        try:
-            return PlanResponse.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise UpstreamError(
-                f"planner at {self.base_url} answered /v1/plan with a body that is not a PlanResponse: "
-                f"{exc.errors()[0]['msg']}",
-                code="planner_bad_reply",
-            ) from exc
+        return self._client.post_model("/v1/plan", request, PlanResponse)
 
     def close(self) -> None:
         self._client.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from replan_common import __version__
 from replan_common.errors import BadRequest, ReplanError
+from replan_common.http.client import parse_reply
 from replan_common.protocol import (
     Backbone,
     EditRequest,
@@ -56,7 +57,7 @@ class ReplanService:
         response = await self.planners.request(
             "POST", "/v1/plan", json=request.model_dump(mode="json"), timeout_s=self.settings.timeouts.plan_s
         )
-        return PlanResponse.model_validate_json(response.content)
+        return parse_reply(response, PlanResponse, service="planner", path="/v1/plan")
 
     async def edit(self, request: EditRequest) -> EditResponse:
         image = await self.images.resolve(request.image)
@@ -71,7 +72,7 @@ class ReplanService:
             headers={"Accept": "application/json"},
             backbone=request.settings.backbone.value if request.settings.backbone else None,
         )
-        return EditResponse.model_validate_json(response.content)
+        return parse_reply(response, EditResponse, service="editor", path="/v1/edit")
 
     async def replan(self, request: ReplanRequest) -> ReplanResponse:
         image = await self.images.resolve(request.image)
@@ -107,7 +108,7 @@ class ReplanService:
             json=body.model_dump(mode="json", exclude_unset=True),
             timeout_s=self.settings.timeouts.generations_s,
         )
-        return ImagesGenerationsResponse.model_validate_json(response.content)
+        return parse_reply(response, ImagesGenerationsResponse, service="editor", path="/v1/images/generations")
 
     async def info(self, *, jobs_executor: str) -> GatewayInfo:
         editors = await asyncio.gather(*(self._editor_info(w.url) for w in self.editors.workers))

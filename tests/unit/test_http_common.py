@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -250,3 +251,22 @@ def test_async_client_reports_upstream_without_envelope() -> None:
         asyncio.run(go())
     assert "without an error envelope" in caught.value.message
     assert len(script.requests) == 3
+
+
+def test_post_model_reads_the_reply_model_and_blames_the_upstream_for_a_bad_body() -> None:
+    from replan_common.plan import RegionPlan
+    from replan_common.protocol import PlanRequest, PlanResponse
+
+    good = PlanResponse(plan=RegionPlan(global_prompt="blue"), raw_text="t", model="m")
+    script = Script(
+        httpx.Response(200, content=good.model_dump_json()),
+        httpx.Response(200, json={"plan": "not a plan"}),
+    )
+    client = ServiceClient("http://up", service="planner", retry=FAST_RETRY, transport=httpx.MockTransport(script))
+    request = PlanRequest(image="aGk=", instruction="make it blue")
+    assert client.post_model("/v1/plan", request, PlanResponse) == good
+    assert "options" in json.loads(script.requests[0].content)
+    with pytest.raises(UpstreamError) as caught:
+        client.post_model("/v1/plan", request, PlanResponse)
+    assert (caught.value.status, caught.value.code) == (502, "planner_bad_reply")
+    assert "PlanResponse" in caught.value.message

@@ -12,9 +12,10 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from replan_common.context import REQUEST_ID_HEADER, get_request_id
 from replan_common.errors import (
@@ -39,6 +40,20 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_reply(response: httpx.Response, model: type[ModelT], *, service: str, path: str) -> ModelT:
+    """The 2xx body as `model`; a body that is not one is the upstream's fault (502 `<service>_bad_reply`)."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise UpstreamError(
+            f"{service} at {response.request.url.host} answered {path} with a body that is not a "
+            f"{model.__name__}: {exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
+            code=f"{service}_bad_reply",
+        ) from exc
 
 
 def _headers(extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -198,6 +213,13 @@ class ServiceClient:
             if attempt + 1 < attempts:
                 time.sleep(self.retry.delay(attempt))
         raise last
+
+    def post_model(self, path: str, body: BaseModel, reply: type[ModelT], *, idempotent: bool = True) -> ModelT:
+        """POST a pydantic body (None fields left out) and read the reply as `reply`."""
+        response = self.request(
+            "POST", path, json=body.model_dump(mode="json", exclude_none=True), idempotent=idempotent
+        )
+        return parse_reply(response, reply, service=self.service, path=path)
 
     def close(self) -> None:
         self._client.close()
