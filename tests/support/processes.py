@@ -101,3 +101,27 @@ def wait_until_ready(running: RunningProcess, ready_path: str, timeout_s: float)
 def replan_command(*args: str) -> list[str]:
     """The `replan` CLI as a subprocess argument list, run by the interpreter running the tests."""
     return [sys.executable, "-m", "replan_common.cli", *args]
+
+
+def start_replan_service(
+    service: str,
+    port: int,
+    *,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    tiny: bool = False,
+    ready_path: str | None = None,
+) -> RunningProcess:
+    """`replan serve <service> [--preset tiny] --port <port>` on loopback, as users start it.
+
+    `ready_path=None` returns at once (callers start several services, then wait for them together).
+    """
+    preset = ["--preset", "tiny"] if tiny else []
+    return start_process(
+        service,
+        replan_command("serve", service, *preset, "--port", str(port)),
+        log_dir=log_dir,
+        env=env,
+        url=f"http://127.0.0.1:{port}",
+        ready_path=ready_path,
+    )

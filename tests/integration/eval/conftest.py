@@ -25,7 +25,14 @@ import pytest
 from PIL import Image
 
 from replan_gateway.settings import hash_api_key
-from tests.support.processes import RunningProcess, free_port, replan_command, start_process, wait_until_ready
+from tests.support.processes import (
+    RunningProcess,
+    free_port,
+    replan_command,
+    start_process,
+    start_replan_service,
+    wait_until_ready,
+)
 
 API_KEY = "sk-eval-integration"
 JUDGE_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct"
@@ -160,28 +167,15 @@ def eval_services(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     started: list[RunningProcess] = []
     try:
         # Editor and judge start at once; the gateway needs neither to start (it checks health in the background).
-        editor = start_process(
-            "editor",
-            replan_command("serve", "editor", "--preset", "tiny", "--port", str(editor_port)),
-            log_dir=log_dir,
-            env=env,
-            url=editor_url,
-            ready_path=None,
-        )
+        editor = start_replan_service("editor", editor_port, log_dir=log_dir, env=env, tiny=True)
         started.append(editor)
         stub = Path(__file__).with_name("judge_stub.py")
         judge = start_process(
             "judge", [sys.executable, str(stub), "--port", str(judge_port)], log_dir=log_dir, env=env, url=judge_url
         )
         started.append(judge)
-        gateway = start_process(
-            "gateway",
-            replan_command("serve", "gateway", "--port", str(gateway_port)),
-            log_dir=log_dir,
-            env=env,
-            url=f"http://127.0.0.1:{gateway_port}",
-            ready_path="/healthz",  # /readyz stays degraded: there is no planner in this stack
-        )
+        # /readyz stays degraded: there is no planner in this stack.
+        gateway = start_replan_service("gateway", gateway_port, log_dir=log_dir, env=env, ready_path="/healthz")
         started.append(gateway)
         wait_until_ready(editor, "/readyz", 180)
         yield EvalServices(redis_url=redis_url, editor=editor, judge=judge, gateway=gateway, env=env)

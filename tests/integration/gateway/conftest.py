@@ -22,7 +22,14 @@ import pytest
 from PIL import Image
 
 from replan_gateway.settings import hash_api_key
-from tests.support.processes import RunningProcess, free_port, replan_command, start_process, wait_until_ready
+from tests.support.processes import (
+    RunningProcess,
+    free_port,
+    replan_command,
+    start_process,
+    start_replan_service,
+    wait_until_ready,
+)
 
 API_KEY = "sk-integration-main"
 LIMITED_KEY = "sk-integration-limited"
@@ -149,33 +156,9 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env = stack_env(redis_url, planner_url, editor_url)
     started: list[RunningProcess] = []
     try:
-        planner = start_process(
-            "planner",
-            replan_command("serve", "planner", "--preset", "tiny", "--port", str(planner_port)),
-            log_dir=log_dir,
-            env=env,
-            url=planner_url,
-            ready_path=None,
-        )
-        started.append(planner)
-        editor = start_process(
-            "editor",
-            replan_command("serve", "editor", "--preset", "tiny", "--port", str(editor_port)),
-            log_dir=log_dir,
-            env=env,
-            url=editor_url,
-            ready_path=None,
-        )
-        started.append(editor)
-        gateway = start_process(
-            "gateway",
-            replan_command("serve", "gateway", "--port", str(gateway_port)),
-            log_dir=log_dir,
-            env=env,
-            url=f"http://127.0.0.1:{gateway_port}",
-            ready_path=None,
-        )
-        started.append(gateway)
+        for service, port in (("planner", planner_port), ("editor", editor_port), ("gateway", gateway_port)):
+            started.append(start_replan_service(service, port, log_dir=log_dir, env=env, tiny=service != "gateway"))
+        planner, editor, gateway = started
         stack = Stack(redis_url=redis_url, log_dir=log_dir, env=env, planner=planner, editor=editor, gateway=gateway)
         stack.start_worker()
         started.extend(stack.workers)
