@@ -41,7 +41,10 @@ from typing import TypeVar
 
 import torch
 
-from replan_common.geometry import Size, TokenSpan
+# Same random boxes as the kernel bench (a sibling script: `python bench/plan_build.py` puts bench/ on the path).
+from attention import random_spans
+
+from replan_common.geometry import Size
 from replan_editor.attention import AttentionRules, MaskPlan, TextLayout, TokenLayout, default_rules, locality_rules
 from replan_editor.attention.block_schedule import GPU_COSTS, BlockSchedule, build_block_schedule
 from replan_editor.attention.flex import build_block_mask
@@ -54,18 +57,6 @@ RULES: dict[str, Callable[[int], AttentionRules]] = {"default": default_rules, "
 STAGES = ("layout", "rules", "mask_plan", "fast_schedule", "flex_block_mask")
 
 T = TypeVar("T")
-
-
-def random_spans(rng: random.Random, grid: int, count: int) -> tuple[TokenSpan, ...]:
-    """Boxes 10-50 % of the image side, anywhere (so they overlap now and then); as `bench/attention.py`."""
-    spans = []
-    for _ in range(count):
-        height = rng.randint(max(1, grid // 10), max(1, grid // 2))
-        width = rng.randint(max(1, grid // 10), max(1, grid // 2))
-        row0 = rng.randint(0, grid - height)
-        col0 = rng.randint(0, grid - width)
-        spans.append(TokenSpan(row0, row0 + height, col0, col0 + width))
-    return tuple(spans)
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
