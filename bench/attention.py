@@ -53,7 +53,7 @@ from replan_editor.attention import (
     locality_rules,
     region_attention,
 )
-from replan_editor.attention.block_schedule import GPU_COSTS, build_block_schedule
+from replan_editor.attention.fast_plan import GPU_COSTS, build_fast_plan
 from replan_editor.attention.flex import build_block_mask
 
 logger = logging.getLogger("bench.attention")
@@ -176,13 +176,23 @@ def host_ms(fn: Callable[[], object], device: torch.device, *, repeats: int) -> 
 def build_times(
     shapes: Shapes, spans: tuple[TokenSpan, ...], hint_tokens: int, device: torch.device, *, repeats: int, flex: bool
 ) -> dict[str, float]:
-    """Per-request build cost: mask plan, fast schedule (+ device copy), flex BlockMask; caches bypassed."""
+    """Per-request build cost: mask plan, fast plan (+ its Triton work lists on a GPU), flex BlockMask; caches
+    bypassed."""
     layout = make_layout(shapes, spans, hint_tokens, hints_first=True)
     rules = default_rules(len(spans))
     plan_ms = host_ms(lambda: MaskPlan(layout, rules), device, repeats=repeats)
     plan = MaskPlan(layout, rules)
-    schedule_ms = host_ms(lambda: build_block_schedule(plan, GPU_COSTS).to(device), device, repeats=repeats)
-    result = {"mask_plan_ms": plan_ms, "fast_schedule_ms": schedule_ms}
+
+    def fast_plan() -> object:
+        built = build_fast_plan(plan, GPU_COSTS)
+        if device.type == "cuda":
+            from replan_editor.attention.fast_triton import build_work
+            from replan_editor.attention.options import TritonConfig
+
+            return build_work(built, device, TritonConfig())
+        return built
+
+    result = {"mask_plan_ms": plan_ms, "fast_plan_ms": host_ms(fast_plan, device, repeats=repeats)}
     if flex:
         result["flex_block_mask_ms"] = host_ms(lambda: build_block_mask(plan, device), device, repeats=repeats)
     return result

@@ -206,6 +206,7 @@ def _layout_and_plans(shapes: Shapes, hint_tokens: int, *, qwen: bool) -> tuple[
         image_prompt=shapes.image_prompt,
         expand_value=0.15,
         expand_mode=ExpandMode.RATIO,
+        hints_first=True,  # the editors' order (see RegionMask)
     )
     start = time.perf_counter()
     mask_plan = MaskPlanCache().get(layout, default_rules(2, has_image_prompt=qwen))
@@ -336,7 +337,7 @@ def bench_backbone(
         )
         _, mask_plan, build_ms = _layout_and_plans(shapes, hint, qwen=qwen)
         for kernel in kernels:
-            kwargs = {REGION_MASK_KWARG: RegionMask(mask_plan, kernel)}
+            kwargs = {REGION_MASK_KWARG: RegionMask(mask_plan, kernel, reorder_text=qwen)}
             times = _measure(lambda call=call, kwargs=kwargs: call(kwargs), timer, warmup, iters)
             record(
                 CaseResult(

@@ -89,8 +89,12 @@ class BackboneAdapter(ABC):
         main_tokens: int,
         hint_tokens: tuple[int, ...],
         image_prompt: tuple[int, int] | None = None,
+        reorder_text: bool = False,
     ) -> tuple[TokenLayout, RulePhases]:
-        """Token layout and per-phase mask plans of a plan with regions."""
+        """Token layout (`[hints | main | latents]`) and per-phase mask plans of a plan with regions.
+
+        `reorder_text`: the text stream is `[main | hints]` and the processor reorders it (see `RegionMask`).
+        """
         settings = edit.settings
         layout = layout_from_plan(
             edit.plan,
@@ -101,9 +105,11 @@ class BackboneAdapter(ABC):
             image_prompt=image_prompt,
             expand_value=settings.expand_value or 0.0,
             expand_mode=settings.expand_mode,
+            hints_first=True,
         )
         schedule = rule_schedule(settings, len(edit.plan.regions), has_image_prompt=self.has_image_prompt)
-        return layout, RulePhases(layout, schedule, settings.kernel or AttentionKernel.AUTO, self.mask_cache)
+        kernel = settings.kernel or AttentionKernel.AUTO
+        return layout, RulePhases(layout, schedule, kernel, self.mask_cache, reorder_text=reorder_text)
 
     @staticmethod
     def step_hook(

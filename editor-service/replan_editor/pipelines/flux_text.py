@@ -1,4 +1,8 @@
-"""Text conditioning of a FLUX.1 Kontext region edit: `[main prompt | hint 1 | … | hint K]` T5 embeddings.
+"""Text conditioning of a FLUX.1 Kontext region edit: `[hint 1 | … | hint K | main prompt]` T5 embeddings.
+
+The hints come first, the order of the region-attention plans (`RegionMask`): every Kontext text token has
+position id 0, so the order changes nothing but lets the main prompt and the latents form one contiguous
+block of the joint sequence, which the `fast` kernel attends without a mask.
 
 The main prompt is encoded exactly as `FluxKontextPipeline.encode_prompt` does (T5 padded to 512 tokens), so
 the main segment is the stock one. Each hint is encoded the same way on its own, then kept whole (`padded`:
@@ -28,7 +32,8 @@ HINT_TOKEN_BUCKET = 64
 
 @dataclass(frozen=True)
 class FluxText:
-    """The joint text of one edit: embeddings `[1, main + Σ hints, D]`, the pooled vector and segment sizes."""
+    """The joint text of one edit: embeddings `[1, Σ hints + main, D]` (hints first), the pooled vector and
+    segment sizes."""
 
     prompt_embeds: torch.Tensor
     pooled_prompt_embeds: torch.Tensor
@@ -63,7 +68,7 @@ def encode_flux_text(
     main, pooled, _ = pipe.encode_prompt(
         prompt=global_prompt, prompt_2=None, device=device, max_sequence_length=T5_MAX_TOKENS
     )
-    segments = [] if delete_main_prompt else [main]
+    segments = []
     lengths = [hint_segment_length(pipe, hint, mode, bucket=bucket) for hint in hints]
     if hints:
         # One batched T5 call for all hints (the pooled CLIP output of this call is not used).
@@ -71,6 +76,8 @@ def encode_flux_text(
             prompt=list(hints), prompt_2=None, device=device, max_sequence_length=T5_MAX_TOKENS
         )
         segments += [embeds[i : i + 1, :length] for i, length in enumerate(lengths)]
+    if not delete_main_prompt:
+        segments.append(main)
     return FluxText(
         prompt_embeds=torch.cat(segments, dim=1),
         pooled_prompt_embeds=pooled,

@@ -127,6 +127,7 @@ class QwenImageEditAdapter(BackboneAdapter):
                     main_tokens=text.main_tokens,
                     hint_tokens=text.hint_tokens,
                     image_prompt=text.image_prompt,
+                    reorder_text=True,
                 )
             call["prompt_embeds"] = text.prompt_embeds
             call["prompt_embeds_mask"] = torch.ones(text.prompt_embeds.shape[:2], dtype=torch.long, device=self.device)

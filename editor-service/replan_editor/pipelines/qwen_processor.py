@@ -47,7 +47,6 @@ class QwenRegionAttnProcessor(QwenDoubleStreamAttnProcessor2_0):
         if attention_mask is not None or encoder_hidden_states_mask is not None:
             raise ValueError("region attention needs unpadded text: no attention_mask / encoder_hidden_states_mask")
 
-        text_len = encoder_hidden_states.shape[1]
         head_dim = attn.inner_dim // attn.heads
         img_query = attn.to_q(hidden_states).unflatten(-1, (-1, head_dim))
         img_key = attn.to_k(hidden_states).unflatten(-1, (-1, head_dim))
@@ -70,12 +69,12 @@ class QwenRegionAttnProcessor(QwenDoubleStreamAttnProcessor2_0):
             txt_query = apply_rotary_emb_qwen(txt_query, txt_freqs, use_real=False)
             txt_key = apply_rotary_emb_qwen(txt_key, txt_freqs, use_real=False)
 
-        query = torch.cat([txt_query, img_query], dim=1)
-        key = torch.cat([txt_key, img_key], dim=1)
-        value = torch.cat([txt_value, img_value], dim=1)
+        query = region_mask.join(txt_query, img_query)  # plan order, RoPE already applied
+        key = region_mask.join(txt_key, img_key)
+        value = region_mask.join(txt_value, img_value)
         out = attend(query, key, value, region_mask).flatten(2, 3).to(query.dtype)  # [B, S, H*D]
 
-        txt_out, img_out = out[:, :text_len], out[:, text_len:]
+        txt_out, img_out = region_mask.split(out)
         img_out = attn.to_out[0](img_out.contiguous())
         if len(attn.to_out) > 1:
             img_out = attn.to_out[1](img_out)
