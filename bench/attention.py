@@ -216,6 +216,25 @@ def recompiles_across_requests(
     return {"requests": requests, "graphs_after_first": graphs[0], "recompiles": graphs[-1] - graphs[0]}
 
 
+def fast_compiles_across_requests(
+    shapes: Shapes, device: torch.device, *, regions: int, requests: int, seed: int
+) -> dict[str, int | None]:
+    """`fast` over `requests` requests with new random boxes each; Triton kernels compiled after the first."""
+    from replan_editor.attention.fast_triton import compiled_kernels
+
+    rng = random.Random(seed)
+    counts: list[int | None] = []
+    for i in range(requests):
+        layout = make_layout(shapes, random_spans(rng, shapes.grid, regions), shapes.trimmed_hint, hints_first=True)
+        plan = MaskPlan(layout, default_rules(regions))
+        q, k, v = make_qkv(shapes, plan.seq_len, device, seed=i)
+        region_attention(q, k, v, plan, kernel=AttentionKernel.FAST)
+        counts.append(compiled_kernels())
+    first, last = counts[0], counts[-1]
+    later = None if first is None or last is None else last - first
+    return {"requests": requests, "kernels_after_first": first, "compiled_later": later}
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
@@ -328,6 +347,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     recompiles = None
     if "flex" in kernels and not args.skip_recompiles:
         recompiles = recompiles_across_requests(shapes, device, regions=2, requests=3 if quick else 20, seed=args.seed)
+    fast_compiles = None
+    if "fast" in kernels and device.type == "cuda":
+        fast_compiles = fast_compiles_across_requests(shapes, device, regions=2, requests=20, seed=args.seed)
 
     return {
         "card": card_name(device),
@@ -342,6 +364,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "rows": [asdict(r) for r in rows],
         "builds": builds,
         "recompiles": recompiles,
+        "fast_triton_compiles": fast_compiles,
     }
 
 
@@ -416,6 +439,7 @@ def print_table(result: dict[str, object]) -> None:
     for b in result["builds"]:  # type: ignore[union-attr]
         print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in b.items()))
     print(f"\nflex recompiles across requests with new boxes: {result['recompiles']}")
+    print(f"fast: Triton kernels compiled across requests with new boxes: {result['fast_triton_compiles']}")
 
 
 def main(argv: list[str] | None = None) -> int:

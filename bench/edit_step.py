@@ -98,8 +98,9 @@ class Shapes:
         return self.image_px // 16
 
 
-#: Kontext 1024²: T5 main prompt padded to 512; hints trimmed to 64 or padded to 512.
-FLUX_SHAPES = Shapes(image_px=1024, main_tokens=512, trimmed_hint=64, padded_hint=512)
+#: Kontext 1024²: T5 main prompt padded to 512; short hints trimmed to one 16-token bucket (the editor's), or
+#: to 64 (a 64-token bucket: the sequence stays a multiple of 128), or padded to 512 (the original's way).
+FLUX_SHAPES = Shapes(image_px=1024, main_tokens=512, trimmed_hint=16, padded_hint=512)
 FLUX_QUICK_SHAPES = Shapes(image_px=256, main_tokens=64, trimmed_hint=16, padded_hint=64)
 #: Qwen-Image-Edit 1024²: ~1371 vision tokens (1036² VL input) + template text; hints are unpadded (~24).
 QWEN_SHAPES = Shapes(image_px=1024, main_tokens=1392, trimmed_hint=24, padded_hint=24, image_prompt=(0, 1371))
@@ -317,7 +318,9 @@ def bench_backbone(
         )
     )
     hint_modes = (
-        {"trimmed": shapes.trimmed_hint} if qwen else {"trimmed": shapes.trimmed_hint, "padded": shapes.padded_hint}
+        {"trimmed": shapes.trimmed_hint}
+        if qwen
+        else {"trimmed": shapes.trimmed_hint, "trimmed64": 4 * shapes.trimmed_hint, "padded": shapes.padded_hint}
     )
     for mode, hint in hint_modes.items():
         text = shapes.main_tokens + 2 * hint

@@ -8,13 +8,14 @@ with new random boxes each (after `--warmup` requests that are not timed), as a 
 - `layout`: the `TokenLayout` (4096 noise + 4096 image tokens on a 64×64 grid, main prompt 512 tokens);
 - `rules`: the rule matrix;
 - `mask_plan`: `MaskPlan(layout, rules)` (the plan cache bypassed, as for new boxes);
-- `fast_schedule`: `build_block_schedule(plan, GPU_COSTS).to(device)` (what `fast.schedule_for` does on
-  CUDA; here the device is the CPU, so the final copy is a concatenation);
+- `fast_plan`: `build_fast_plan(plan, GPU_COSTS)` and its Triton work lists on the device
+  (`fast_triton.build_work`), what the `fast` kernel builds on CUDA (here the device is the CPU);
 - `flex_block_mask`: `flex.build_block_mask(plan, device)` (tile classes and the BlockMask).
 
-It prints the median milliseconds per stage and `plan+schedule` (the DESIGN target) per config, and a
-digest of every built schedule (its blocks, masks, placements, zero rows), so two runs on different code
-can prove they built exactly the same schedules. Results go, under `--label`, into
+It prints the median milliseconds per stage and `plan+schedule` (mask plan + fast plan: the DESIGN target)
+per config, and a digest of every built fast plan (its rects, row groups, zero rows), so two runs on
+different code can prove they built exactly the same plans. Text is ordered `[hints | main]`, as the
+editors order it. Results go, under `--label`, into
 `bench/results/plan_build-<host>.json` (other labels in that file are kept, so a `before` and an `after`
 run sit side by side). Run from the repository root::
 
@@ -46,15 +47,17 @@ from attention import random_spans
 
 from replan_common.geometry import Size
 from replan_editor.attention import AttentionRules, MaskPlan, TextLayout, TokenLayout, default_rules, locality_rules
-from replan_editor.attention.block_schedule import GPU_COSTS, BlockSchedule, build_block_schedule
+from replan_editor.attention.fast_plan import GPU_COSTS, FastPlan, build_fast_plan
+from replan_editor.attention.fast_triton import build_work
 from replan_editor.attention.flex import build_block_mask
+from replan_editor.attention.options import TritonConfig
 
 REPO = Path(__file__).resolve().parent.parent
 GRID = 64
 MAIN_TOKENS = 512
 HINT_TOKENS = {"trimmed": 64, "padded": 512}
 RULES: dict[str, Callable[[int], AttentionRules]] = {"default": default_rules, "locality": locality_rules}
-STAGES = ("layout", "rules", "mask_plan", "fast_schedule", "flex_block_mask")
+STAGES = ("layout", "rules", "mask_plan", "fast_plan", "flex_block_mask")
 
 T = TypeVar("T")
 
@@ -65,31 +68,19 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     return value, (time.perf_counter() - t0) * 1e3
 
 
-def schedule_digest(schedule: BlockSchedule, digest: hashlib._Hash) -> None:
-    """Feed every index, mask and choice of `schedule` into `digest` (equal digests ⇔ identical schedules)."""
+def plan_digest(fast: FastPlan, digest: hashlib._Hash) -> None:
+    """Feed every rect, row group and zero row of `fast` into `digest` (equal digests ⇔ identical plans)."""
+    digest.update(repr((fast.seq_len, fast.rects, fast.out_from_first, len(fast.groups))).encode())
+    for group in fast.groups:
+        digest.update(f"{group.owner}:{group.rows.size}:{group.keys.size}".encode())
+        digest.update(group.rows.tobytes() + group.keys.tobytes())
+    digest.update(fast.zero_rows.tobytes())
 
-    def feed(value: object) -> None:
-        if isinstance(value, torch.Tensor):
-            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            digest.update(value.contiguous().cpu().numpy().tobytes())
-        else:
-            digest.update(repr(value).encode())
 
-    feed((schedule.seq_len, schedule.base, len(schedule.blocks)))
-    for b in schedule.blocks:
-        for tokens in (b.queries, b.keys):
-            feed((tokens.start, tokens.stop, tokens.index is None))
-            if tokens.index is not None:
-                feed(tokens.index)
-        feed(b.mask is None)
-        for tensor in (b.valid_rows, b.valid_pos, b.mask):
-            if tensor is not None:
-                feed(tensor)
-    for p in schedule.placements:
-        feed(p.block)
-        for tensor in (p.copy_src, p.copy_dst, p.merge_src, p.merge_dst):
-            feed(tensor)
-    feed(schedule.zero_rows)
+def _fast_plan(plan: MaskPlan, device: torch.device) -> FastPlan:
+    fast = build_fast_plan(plan, GPU_COSTS)
+    build_work(fast, device, TritonConfig())
+    return fast
 
 
 def measure(
@@ -103,18 +94,18 @@ def measure(
     digest = hashlib.sha256()
     for i in range(warmup + requests):
         spans = random_spans(rng, GRID, regions)
-        text = TextLayout(MAIN_TOKENS, (HINT_TOKENS[hints],) * regions, hints_first=False)
+        text = TextLayout(MAIN_TOKENS, (HINT_TOKENS[hints],) * regions, hints_first=True)
         layout, layout_ms = timed(lambda text=text, spans=spans: TokenLayout(text, Size(GRID, GRID), spans))
         rules, rules_ms = timed(lambda: RULES[rule_name](regions))
         plan, plan_ms = timed(lambda layout=layout, rules=rules: MaskPlan(layout, rules))
-        schedule, schedule_ms = timed(lambda plan=plan: build_block_schedule(plan, GPU_COSTS).to(device))
+        fast, fast_ms = timed(lambda plan=plan: _fast_plan(plan, device))
         flex_ms = timed(lambda plan=plan: build_block_mask(plan, device))[1] if flex else float("nan")
         if i < warmup:
             continue
-        schedule_digest(schedule, digest)
-        for stage, ms in zip(STAGES, (layout_ms, rules_ms, plan_ms, schedule_ms, flex_ms), strict=True):
+        plan_digest(fast, digest)
+        for stage, ms in zip(STAGES, (layout_ms, rules_ms, plan_ms, fast_ms, flex_ms), strict=True):
             samples[stage].append(ms)
-        samples["plan+schedule"].append(plan_ms + schedule_ms)
+        samples["plan+schedule"].append(plan_ms + fast_ms)
     medians = {stage: statistics.median(times) for stage, times in samples.items()}
     return {
         "hints": hints,
@@ -123,7 +114,7 @@ def measure(
         "seq_len": plan.seq_len,
         "median_ms": medians,
         "max_plan_schedule_ms": max(samples["plan+schedule"]),
-        "schedule_digest": digest.hexdigest()[:16],
+        "plan_digest": digest.hexdigest()[:16],
     }
 
 

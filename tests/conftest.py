@@ -1,6 +1,18 @@
-"""Fixtures shared by every test folder: free ports, a private real Redis, and a process launcher."""
+"""Fixtures shared by every test folder: free ports, a private real Redis, and a process launcher.
+
+Without a GPU, Triton kernels (the `fast` attention residual) run in Triton's interpreter: it has to be
+switched on before anything imports `triton`, since Triton's own library functions are compiled or
+interpreted as the package is first imported. Set here, before any test module is collected.
+"""
 
 from __future__ import annotations
+
+import os
+
+import torch
+
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import shutil
 import subprocess

@@ -55,9 +55,7 @@ def residual_backend(q: torch.Tensor, options: KernelOptions | None) -> str:
 
 def rect_partials(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rects: tuple[Rect, ...]) -> list[Partial]:
     """Each rect's `(out, lse)` from one unmasked fused call on views of q, k, v."""
-    return [
-        attention_with_lse(q[:, :, r.q0 : r.q1], k[:, :, r.k0 : r.k1], v[:, :, r.k0 : r.k1]) for r in rects
-    ]
+    return [attention_with_lse(q[:, :, r.q0 : r.q1], k[:, :, r.k0 : r.k1], v[:, :, r.k0 : r.k1]) for r in rects]
 
 
 def output_buffer(q: torch.Tensor, fast: FastPlan, partials: list[Partial]) -> torch.Tensor:

@@ -61,8 +61,9 @@ class FastCosts:
     max_rects: int = 4
 
 
-#: Hopper GPU at Kontext shapes (24 heads × 128, bf16): a pair ≈ 0.02 ns in cuDNN, a row copy ≈ 3 ns.
-GPU_COSTS = FastCosts(min_rect_rows=1024, min_rect_pairs=1 << 22, row_copy=150.0)
+#: Hopper GPU at Kontext shapes (24 heads × 128, bf16): a pair ≈ 0.02 ns in cuDNN, a row copy ≈ 3 ns. Rects
+#: after the first run on a side stream, so even one of 64 hint rows × the latents is worth its own call.
+GPU_COSTS = FastCosts(min_rect_rows=64, min_rect_pairs=1 << 18, row_copy=150.0)
 #: CPU: any rect beats gathering its rows.
 CPU_COSTS = FastCosts(min_rect_rows=1, min_rect_pairs=1, row_copy=20.0)
 
@@ -158,9 +159,11 @@ def _best_rect(plan: MaskPlan, free: Bool, costs: FastCosts, *, first: bool) -> 
     found = greedy_rectangles(allowed.copy(), free_rows, plan.key_class_sizes.numpy(), limit=1)
     if not found:
         return None
-    k0, k1 = _longest_run(found[0][1][key_class])
+    key_classes: Bool = found[0][1]
+    k0, k1 = _longest_run(key_classes[key_class])
     present = np.bincount(key_class[k0:k1], minlength=allowed.shape[1]) > 0
-    valid = allowed[:, present].all(axis=1)[query_class] & free  # rows that may see every key of the run
+    sees_run: Bool = np.asarray(allowed[:, present].all(axis=1))
+    valid = sees_run[query_class] & free  # rows that may see every key of the run
     q0, q1 = _best_range(valid)
     seq_len, keys = plan.seq_len, k1 - k0
     if first and (q0, q1) != (0, seq_len):

@@ -19,9 +19,11 @@ Under `TRITON_INTERPRET=1` the same kernels run on the CPU (the tests compare th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +38,9 @@ from replan_editor.attention.options import TritonConfig
 _LOG2E = 1.4426950408889634
 
 
-@triton.jit
+# Integers that change from request to request are not specialised on (Triton would compile a variant for
+# a 1 or a multiple of 16), so new boxes never recompile a kernel.
+@triton.jit(do_not_specialize=["num_items", "base_row0"])
 def _residual_kernel(
     Q,
     K,
@@ -106,7 +110,7 @@ def _residual_kernel(
         keys = tl.load(KeyIndex + key0 + offs_n, mask=key_ok, other=0).to(tl.int64)
         kv_mask = key_ok[:, None] & d_ok[None, :]
         k = tl.load(K + b * s_kb + h * s_kh + keys[:, None] * s_ks + offs_d[None, :], mask=kv_mask, other=0.0)
-        if IEEE:
+        if IEEE:  # noqa: SIM108 (a constexpr branch; the form the Triton versions in use compile)
             scores = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
             scores = tl.dot(q, tl.trans(k))
@@ -154,7 +158,7 @@ def _residual_kernel(
         tl.store(PartLse + at, part_lse)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_tiles", "base_row0"])
 def _combine_kernel(
     Out,
     Base,
@@ -217,7 +221,9 @@ def _combine_kernel(
         safe = tl.where(found, total, 1.0)
         out = (out * w_out[:, None] + part * w_part[:, None]) / safe[:, None]
         lse = tl.where(found, top + tl.log2(safe), float("-inf"))
-    tl.store(Out + b * s_ob + h * s_oh + rows[:, None] * s_os + offs_d[None, :], out.to(Out.dtype.element_ty), mask=mask)
+    tl.store(
+        Out + b * s_ob + h * s_oh + rows[:, None] * s_os + offs_d[None, :], out.to(Out.dtype.element_ty), mask=mask
+    )
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,15 @@ class _Launch:
     @property
     def count(self) -> int:
         return int(self.table.shape[1])
+
+
+class _Base(NamedTuple):
+    """What a launch merges with: its owner rect's `(out, lse)`, that rect's first row and their strides."""
+
+    out: torch.Tensor
+    lse: torch.Tensor
+    row0: int
+    strides: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -255,15 +270,16 @@ def build_work(fast: FastPlan, device: torch.device, config: TritonConfig) -> Tr
     for group in fast.groups:
         num_rows, num_keys = int(group.rows.size), int(group.keys.size)
         chunks = max(1, math.ceil(num_keys / chunk_keys))
-        per_chunk = math.ceil(math.ceil(num_keys / chunks) / config.block_n) * config.block_n
+        per_chunk = max(1, math.ceil(math.ceil(num_keys / chunks) / config.block_n)) * config.block_n
+        chunks = max(1, math.ceil(num_keys / per_chunk))  # rounding up to whole steps may leave fewer
         for tile in range(row_start, row_start + num_rows, block_m):
             tile_rows = min(block_m, row_start + num_rows - tile)
-            if chunks == 1:
+            if chunks == 1 and not (config.overlap and num_keys):
                 direct.setdefault(group.owner, []).append((tile, tile_rows, key_start, num_keys, -1))
                 continue
             for chunk in range(chunks):
                 first = chunk * per_chunk
-                count = max(0, min(num_keys, first + per_chunk) - first)
+                count = min(num_keys, first + per_chunk) - first
                 split.append((tile, tile_rows, key_start + first, count, slots + chunk))
             combine.setdefault(group.owner, []).append((tile, tile_rows, slots, chunks))
             slots += chunks
@@ -297,6 +313,18 @@ def _strides(x: torch.Tensor) -> tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
+def compiled_kernels() -> int | None:
+    """How many compiled variants of the residual kernels this process holds (None where Triton does not say:
+    its interpreter, or a version that keeps its cache elsewhere); for recompile checks."""
+    total = 0
+    for kernel in (_residual_kernel, _combine_kernel):
+        caches = getattr(kernel, "device_caches", None)
+        if not isinstance(caches, dict):
+            return None
+        total += sum(len(entry[0]) for entry in caches.values())
+    return total
+
+
 def _lse_strides(lse: torch.Tensor) -> tuple[int, int, int]:
     return lse.stride(0), lse.stride(1), lse.stride(2)
 
@@ -317,41 +345,51 @@ def run_triton(
     launch_meta = {"num_warps": config.num_warps, "num_stages": config.num_stages}
     meta = {"BLOCK_M": block_m, "BLOCK_N": config.block_n, "BLOCK_D": block_d, "IEEE": q.dtype == torch.float32}
 
-    def base_args(launch: _Launch, partials: list[Partial], out: torch.Tensor) -> tuple[object, ...]:
-        """Base tensors, first row and strides of a launch's owner rect (placeholders when it has none)."""
+    def base_of(launch: _Launch, partials: list[Partial], out: torch.Tensor) -> _Base:
+        """The owner rect's `(out, lse)`, first row and strides (placeholders when the launch has none)."""
         if launch.owner < 0:
-            return (out, part_lse, 0), (0, 0, 0, 0, 0, 0)
+            return _Base(out, part_lse, 0, (0,) * 6)
         base_out, base_lse = partials[launch.owner]
-        return (base_out, base_lse, fast.rects[launch.owner].q0), (*_strides(base_out), *_lse_strides(base_lse))
+        strides = (*_strides(base_out), *_lse_strides(base_lse))
+        return _Base(base_out, base_lse, fast.rects[launch.owner].q0, strides)
 
     def residual(launch: _Launch, out: torch.Tensor, partials: list[Partial], *, direct: bool) -> None:
-        (base_out, base_lse, row0), base_strides = base_args(launch, partials, out)
+        base = base_of(launch, partials, out)
         _residual_kernel[(launch.count, num_bh)](
-            q, k, v, out, base_out, base_lse, part, part_lse,
-            launch.table, work.row_index, work.key_index, launch.count, row0, *shape_args,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(out), *base_strides, _LOG2E / math.sqrt(dim),
+            q, k, v, out, base.out, base.lse, part, part_lse,
+            launch.table, work.row_index, work.key_index, launch.count, base.row0, *shape_args,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(out), *base.strides, _LOG2E / math.sqrt(dim),
             HAS_BASE=launch.owner >= 0, DIRECT=direct, **meta, **launch_meta,
         )  # fmt: skip
 
-    side = _side_stream(q.device) if q.is_cuda and config.side_stream and work.split is not None else None
-    if work.split is not None:
-        if side is not None:  # split programs read only q, k, v: overlap them with the rects
-            side.wait_stream(torch.cuda.current_stream(q.device))
-            with torch.cuda.stream(side):
-                residual(work.split, part, [], direct=False)
-        else:
+    # The side stream takes what reads only q, k, v (split programs, rects after the first), so it fills the
+    # multiprocessors the first rect leaves idle; the main stream runs the first rect and its direct merges.
+    side_work = work.split is not None or len(fast.rects) > 1
+    side = _side_stream(q.device) if q.is_cuda and config.side_stream and side_work else None
+    main = torch.cuda.current_stream(q.device) if side is not None else None
+    with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+        if side is not None:
+            side.wait_stream(main)  # type: ignore[arg-type]
+        if work.split is not None:
             residual(work.split, part, [], direct=False)
-    partials = rect_partials(q, k, v, fast.rects)
+        later = rect_partials(q, k, v, fast.rects[1:])
+    partials = rect_partials(q, k, v, fast.rects[:1]) + later
     out = output_buffer(q, fast, partials)
     for launch in work.direct:
-        residual(launch, out, partials, direct=True)
+        if launch.owner == 0:
+            residual(launch, out, partials, direct=True)
     if side is not None:
-        torch.cuda.current_stream(q.device).wait_stream(side)
+        main.wait_stream(side)  # type: ignore[union-attr]
+        for tensor in (t for p in later for t in p):
+            tensor.record_stream(main)  # type: ignore[arg-type]
+    for launch in work.direct:
+        if launch.owner != 0:
+            residual(launch, out, partials, direct=True)
     for launch in work.combine:
-        (base_out, base_lse, row0), base_strides = base_args(launch, partials, out)
+        base = base_of(launch, partials, out)
         _combine_kernel[(launch.count, num_bh)](
-            out, base_out, base_lse, part, part_lse, launch.table, work.row_index, launch.count, row0,
-            *shape_args, *_strides(out), *base_strides,
+            out, base.out, base.lse, part, part_lse, launch.table, work.row_index, launch.count, base.row0,
+            *shape_args, *_strides(out), *base.strides,
             HAS_BASE=launch.owner >= 0, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=config.num_warps,
         )  # fmt: skip
     zero_rows_(out, fast)

@@ -15,7 +15,10 @@ class TritonConfig:
         block_m: rows per program. block_n: keys per inner step.
         chunk_keys: most keys one program attends; longer key lists are split across programs.
         num_warps, num_stages: Triton's.
-        side_stream: compute split programs on a side stream while the unmasked calls run.
+        side_stream: compute split programs and the rects after the first on a side stream while the first
+            rect runs.
+        overlap: compute every residual attention on the side stream too (as one-chunk splits) and only merge
+            after the first rect, instead of attending and merging in one pass after it.
     """
 
     block_m: int = 64
@@ -24,6 +27,7 @@ class TritonConfig:
     num_warps: int = 4
     num_stages: int = 2
     side_stream: bool = True
+    overlap: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 If the keys of a query are split into disjoint sets with partial results `(o_i, lse_i)`, the attention
 over their union is `Σ exp(lse_i − L) o_i` with `L = log Σ exp(lse_i)`: this is how the `fast` kernel
-stitches fully-allowed blocks together. This module owns the choice of the fused kernel that returns the
-log-sum-exp (cuDNN, then flash, then memory-efficient on CUDA; the flash kernel on CPU; plain torch
-otherwise) and the merge; it knows nothing of masks or layouts.
+stitches its unmasked calls and its residual together. This module owns the choice of the fused kernel
+that returns the log-sum-exp (cuDNN, then flash, then memory-efficient on CUDA; the flash kernel on CPU;
+plain torch otherwise) and the merge; it knows nothing of masks or layouts.
 """
 
 from __future__ import annotations
@@ -17,65 +17,33 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-LseAttention = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]
-]
+LseAttention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _math(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-    if bias is not None:
-        scores = scores + bias.float()
     lse = torch.logsumexp(scores, dim=-1)
-    out = torch.matmul(torch.exp(scores - lse.unsqueeze(-1)).nan_to_num(0.0), v.float())
+    out = torch.matmul(torch.exp(scores - lse.unsqueeze(-1)), v.float())
     return out.to(q.dtype), lse
 
 
-def _cpu_flash(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    mask = None if bias is None else bias.to(q.dtype)
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask)
+def _cpu_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
     return out, lse.float()
 
 
-def _expanded(bias: torch.Tensor | None, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor | None:
-    if bias is None:
-        return None
-    return bias.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-
-
-def _cudnn(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    result = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, _expanded(bias, q, k), True)
+def _cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    result = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)
     return result[0], result[1].reshape(q.shape[:-1]).float()
 
 
-def _flash(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    if bias is not None:
-        raise RuntimeError("the flash kernel takes no bias")
+def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     result = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)
     return result[0], result[1].reshape(q.shape[:-1]).float()
 
 
-def _aligned_bias(bias: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The memory-efficient kernel wants the bias rows 16-element aligned: pad the storage, slice a view."""
-    rows, cols = bias.shape[-2], bias.shape[-1]
-    padded = torch.empty(rows, -(-cols // 16) * 16, device=bias.device, dtype=q.dtype)
-    padded[:, :cols] = bias.reshape(rows, cols)
-    return padded[:, :cols].expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-
-
-def _efficient(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    attn_bias = None if bias is None else _aligned_bias(bias, q, k)
-    result = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, attn_bias, True)
+def _efficient(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    result = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)
     return result[0], result[1][..., : q.shape[-2]].float()  # the LSE may be padded to a multiple of 32
 
 
@@ -88,8 +56,8 @@ _CUDA_HALF_ORDER: tuple[tuple[str, LseAttention], ...] = (
 _CUDA_FLOAT_ORDER: tuple[tuple[str, LseAttention], ...] = (("efficient", _efficient), ("math", _math))
 _CPU_ORDER: tuple[tuple[str, LseAttention], ...] = (("cpu_flash", _cpu_flash), ("math", _math))
 
-# Which backend failed for which (backend, device type, dtype, head dim, with bias): tried once, then skipped.
-_FAILED: set[tuple[str, str, torch.dtype, int, bool]] = set()
+# Which backend failed for which (backend, device type, dtype, head dim): tried once, then skipped.
+_FAILED: set[tuple[str, str, torch.dtype, int]] = set()
 
 
 def _order(q: torch.Tensor) -> tuple[tuple[str, LseAttention], ...]:
@@ -101,39 +69,33 @@ def _order(q: torch.Tensor) -> tuple[tuple[str, LseAttention], ...]:
 
 
 def attention_with_lse(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    bias: torch.Tensor | None = None,
-    backend: str | None = None,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention with the default scale and its log-sum-exp, optionally with an additive bias.
+    """Unmasked attention with the default scale, and its log-sum-exp.
 
     Args:
-        q: `[B, H, Lq, D]`; k, v: `[B, H, Lk, D]`, Lk >= 1; any strides with a contiguous last dim.
-        bias: `[Lq, Lk]` or `[1, Lk]`, 0 where allowed and -inf where not, shared by batch and heads. A row
-            with no allowed key gives an undefined output row: callers must not read it.
+        q: `[B, H, Lq, D]`; k, v: `[B, H, Lk, D]`, Lk >= 1; any strides with a contiguous last dim (views
+            of a longer sequence work without a copy).
         backend: force one of `cudnn`, `flash`, `efficient`, `cpu_flash`, `math` (tests, benchmarks).
 
     Returns:
-        out `[B, H, Lq, D]` in q's dtype and lse `[B, H, Lq]` float32 (natural log of Σ exp(q·k/√D + bias)).
+        out `[B, H, Lq, D]` in q's dtype and lse `[B, H, Lq]` float32 (natural log of Σ exp(q·k/√D)).
     """
     if backend is not None:
         table = dict(_CUDA_HALF_ORDER + _CPU_ORDER)
-        return table[backend](q, k, v, bias)
+        return table[backend](q, k, v)
     for name, fn in _order(q):
-        key = (name, q.device.type, q.dtype, q.shape[-1], bias is not None)
+        key = (name, q.device.type, q.dtype, q.shape[-1])
         if key in _FAILED:
             continue
         if name == "math":
-            return fn(q, k, v, bias)
+            return fn(q, k, v)
         try:
-            return fn(q, k, v, bias)
-        except RuntimeError as error:  # unsupported dtype, head dim, stride, bias or build: remember, fall back
+            return fn(q, k, v)
+        except RuntimeError as error:  # unsupported dtype, head dim, stride or build: remember, fall back
             _FAILED.add(key)
             logger.warning("attention backend %s unavailable for %s (%s); falling back", name, key[1:], error)
-    return _math(q, k, v, bias)
+    return _math(q, k, v)
 
 
 def merge_partials(

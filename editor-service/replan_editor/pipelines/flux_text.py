@@ -26,8 +26,10 @@ from replan_common.protocol import HintTokens
 
 #: T5 length of the main prompt and of a padded hint (FluxKontextPipeline's `max_sequence_length`).
 T5_MAX_TOKENS = 512
-#: Trimmed hints are rounded up to a multiple of this, so few distinct sequence lengths occur.
-HINT_TOKEN_BUCKET = 64
+#: Trimmed hints are rounded up to a multiple of this, so few distinct sequence lengths occur. Short: a hint
+#: is a few words (~5-15 T5 tokens), and with the `fast` kernel a token more costs as much as in plain
+#: attention while an odd length costs nothing (its unmasked call covers `[main | latents]` whatever the hints).
+HINT_TOKEN_BUCKET = 16
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from replan_editor.attention import (
     default_rules,
     region_attention,
 )
-from replan_editor.attention.fast import schedule_for
+from replan_editor.attention.fast import fast_plan_for
 
 from .cases import Case, kernel_cases, qkv
 
@@ -57,13 +57,12 @@ def test_dense_oracle_matches_explicit_softmax_over_allowed_keys() -> None:
     torch.testing.assert_close(region_attention(q, k, v, plan, kernel="dense"), weights @ v, atol=1e-5, rtol=1e-5)
 
 
-def test_cases_exercise_merged_rows_gathers_and_hull_views() -> None:
-    schedules = [schedule_for(MaskPlan(c.layout, c.rules), torch.device("cpu")) for c in CASES]
-    assert any(s.merged_rows for s in schedules)
-    assert any(b.mask is not None for s in schedules for b in s.blocks)
-    assert any(b.keys.index is not None for s in schedules for b in s.blocks)
-    assert any(b.queries.index is not None for s in schedules for b in s.blocks)
-    assert any(b.queries.size > b.valid_rows.numel() for s in schedules for b in s.blocks)
+def test_cases_exercise_several_rects_copied_and_unowned_rows() -> None:
+    plans = [fast_plan_for(MaskPlan(c.layout, c.rules), torch.device("cpu")) for c in CASES]
+    assert any(len(p.rects) > 1 for p in plans)
+    assert any(p.out_from_first for p in plans) and any(not p.out_from_first for p in plans)
+    assert any(g.owner < 0 for p in plans for g in p.groups)
+    assert any(g.owner >= 0 and g.keys.size for p in plans for g in p.groups)
 
 
 @pytest.mark.parametrize("kernel", list(AttentionKernel))

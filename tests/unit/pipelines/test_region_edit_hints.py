@@ -1,5 +1,6 @@
-"""Hint encoding: Flux hints padded to 512 T5 tokens or trimmed to a 64-token bucket (the kept tokens equal the
-padded encoding's); Qwen hints are encoded with the image in context and lose their vision tokens."""
+"""Hint encoding: Flux hints padded to 512 T5 tokens or trimmed to a 16-token bucket (the kept tokens equal the
+padded encoding's), placed before the main prompt; Qwen hints are encoded with the image in context and lose
+their vision tokens."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from replan_editor.pipelines.flux_text import HINT_TOKEN_BUCKET, T5_MAX_TOKENS, 
 from replan_editor.pipelines.qwen_text import encode_qwen_text, template_tokens
 
 
-@pytest.mark.parametrize(("real", "trimmed"), [(1, 64), (64, 64), (65, 128), (511, 512), (600, 512)])
+@pytest.mark.parametrize(("real", "trimmed"), [(1, 16), (16, 16), (17, 32), (65, 80), (511, 512), (600, 512)])
 def test_trimmed_length_rounds_up_to_the_bucket(real: int, trimmed: int) -> None:
     assert trimmed_length(real) == trimmed
 
@@ -32,12 +33,15 @@ def test_flux_padded_and_trimmed_hints(kontext_pipeline: RegionEditPipeline) -> 
     assert padded.main_tokens == trimmed.main_tokens == T5_MAX_TOKENS
     assert padded.prompt_embeds.shape[1] == 3 * T5_MAX_TOKENS
     assert trimmed.prompt_embeds.shape[1] == T5_MAX_TOKENS + 2 * HINT_TOKEN_BUCKET
-    # Same main segment and pooled vector; each trimmed hint is the head of its padded encoding.
-    assert torch.equal(padded.prompt_embeds[:, :T5_MAX_TOKENS], trimmed.prompt_embeds[:, :T5_MAX_TOKENS])
+    # Hints first, then the main prompt: the same main segment (the stock encoding) and pooled vector; each
+    # trimmed hint is the head of its padded encoding.
+    main, _, _ = pipe.encode_prompt(prompt="global", prompt_2=None, device="cpu", max_sequence_length=T5_MAX_TOKENS)
+    assert torch.equal(padded.prompt_embeds[:, -T5_MAX_TOKENS:], main)
+    assert torch.equal(trimmed.prompt_embeds[:, -T5_MAX_TOKENS:], main)
     assert torch.equal(padded.pooled_prompt_embeds, trimmed.pooled_prompt_embeds)
     for i in range(2):
-        start_padded = T5_MAX_TOKENS * (1 + i)
-        start_trimmed = T5_MAX_TOKENS + HINT_TOKEN_BUCKET * i
+        start_padded = T5_MAX_TOKENS * i
+        start_trimmed = HINT_TOKEN_BUCKET * i
         assert torch.equal(
             padded.prompt_embeds[:, start_padded : start_padded + HINT_TOKEN_BUCKET],
             trimmed.prompt_embeds[:, start_trimmed : start_trimmed + HINT_TOKEN_BUCKET],

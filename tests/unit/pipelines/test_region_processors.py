@@ -75,3 +75,63 @@ def test_kontext_sequence_is_noise_then_image_latents(
     n = ids.shape[0] // 2
     assert torch.all(ids[:n, 0] == 0) and torch.all(ids[n:, 0] == 1)
     assert torch.equal(ids[:n, 1:], ids[n:, 1:]), "both copies on the same grid, in the same raster order"
+
+
+def _plans(grid: int, main: int, hints: tuple[int, ...], image_prompt: tuple[int, int] | None = None) -> tuple:
+    """The same regions as a main-first and a hints-first layout, with default rules."""
+    from replan_common.geometry import Size, TokenSpan
+    from replan_editor.attention import MaskPlan, TextLayout, TokenLayout, default_rules
+
+    spans = (TokenSpan(0, 3, 1, 4), TokenSpan(2, grid, 3, grid))
+    rules = default_rules(2, has_image_prompt=image_prompt is not None)
+    return tuple(
+        MaskPlan(TokenLayout(TextLayout(main, hints, image_prompt, hints_first=first), Size(grid, grid), spans), rules)
+        for first in (False, True)
+    )
+
+
+def test_kontext_text_order_is_free_hints_first_equals_main_first() -> None:
+    """Every Kontext text token has position 0, so `[hints | main]` with a hints-first plan is the same function
+    as `[main | hints]` with a main-first plan (what lets the editor build its stream hints first)."""
+    from replan_editor.pipelines import RegionMask
+
+    transformer = build_tiny_flux_kontext_pipeline(seed=0).transformer
+    transformer.set_attn_processor(FluxRegionAttnProcessor())
+    main, hints = 12, (3, 5)
+    inputs = _flux_inputs(torch.Generator().manual_seed(1), text=main + sum(hints))
+    main_first, hints_first = _plans(8, main, hints)
+    text = inputs["encoder_hidden_states"]
+    reordered = {**inputs, "encoder_hidden_states": torch.cat([text[:, main:], text[:, :main]], dim=1)}
+    with torch.no_grad():
+        expected = transformer(**inputs, joint_attention_kwargs={"region_mask": RegionMask(main_first, "dense")})[0]
+        got = transformer(**reordered, joint_attention_kwargs={"region_mask": RegionMask(hints_first, "fast")})[0]
+        plain = transformer(**inputs)[0]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(expected, plain, atol=1e-3)  # the regions do change the output
+
+
+def test_qwen_reorders_its_text_after_rope_so_hints_first_equals_main_first() -> None:
+    """Qwen text tokens have sequential RoPE positions: its stream stays `[main | hints]` and the processor joins
+    the text hints-first after RoPE, which must equal attending in the stream's order with a main-first plan."""
+    from replan_editor.pipelines import RegionMask
+
+    transformer = build_tiny_qwen_image_edit_pipeline(seed=0).transformer
+    transformer.set_attn_processor(QwenRegionAttnProcessor())
+    main, hints = 8, (2, 3)
+    g = torch.Generator().manual_seed(2)
+    inputs = {
+        "hidden_states": torch.randn(1, 2 * 16, 64, generator=g),
+        "encoder_hidden_states": torch.randn(1, main + sum(hints), 32, generator=g),
+        "timestep": torch.tensor([0.5]),
+        "img_shapes": [[(1, 4, 4), (1, 4, 4)]],
+        "return_dict": False,
+    }
+    main_first, hints_first = _plans(4, main, hints, image_prompt=(1, 5))
+    with torch.no_grad():
+        expected = transformer(**inputs, attention_kwargs={"region_mask": RegionMask(main_first, "dense")})[0]
+        got = transformer(
+            **inputs, attention_kwargs={"region_mask": RegionMask(hints_first, "fast", reorder_text=True)}
+        )[0]
+        plain = transformer(**inputs)[0]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(expected, plain, atol=1e-3)
