@@ -181,8 +181,9 @@ def _build(cls: type, config: dict[str, Any], device: torch.device, dtype: torch
     return model.eval()
 
 
-def _layout_and_plans(shapes: Shapes, hint_tokens: int, *, qwen: bool) -> tuple[Any, Any, float]:
-    """Token layout of a 2-region plan on a square image, its default-rules mask plan and the build time."""
+def _layout_and_plans(shapes: Shapes, hint_tokens: int, *, qwen: bool) -> tuple[Any, Any, float, Any]:
+    """Token layout of a 2-region plan on a square image (in the editors' plan order), its default-rules mask
+    plan, the build time and the text order a Qwen processor joins its stream in (None for Kontext)."""
     from replan_common.geometry import ExpandMode, Size
     from replan_common.plan import Region, RegionPlan
     from replan_editor.attention.layout import layout_from_plan
@@ -198,20 +199,26 @@ def _layout_and_plans(shapes: Shapes, hint_tokens: int, *, qwen: bool) -> tuple[
         ),
     )
     size = Size(px, px)
+    image_prompt, text_order = shapes.image_prompt, None
+    if image_prompt is not None:
+        from replan_editor.pipelines.region_mask import plan_text_order
+
+        order, image_prompt = plan_text_order(shapes.main_tokens, (hint_tokens, hint_tokens), image_prompt)
+        text_order = torch.tensor(order, device="cuda" if torch.cuda.is_available() else "cpu")
     layout = layout_from_plan(
         plan,
         size,
         size,
         main_tokens=shapes.main_tokens,
         hint_tokens=[hint_tokens, hint_tokens],
-        image_prompt=shapes.image_prompt,
+        image_prompt=image_prompt,
         expand_value=0.15,
         expand_mode=ExpandMode.RATIO,
         hints_first=True,  # the editors' order (see RegionMask)
     )
     start = time.perf_counter()
     mask_plan = MaskPlanCache().get(layout, default_rules(2, has_image_prompt=qwen))
-    return layout, mask_plan, (time.perf_counter() - start) * 1000.0
+    return layout, mask_plan, (time.perf_counter() - start) * 1000.0, text_order
 
 
 def _flux_call(
@@ -338,9 +345,9 @@ def bench_backbone(
                 times,
             )
         )
-        _, mask_plan, build_ms = _layout_and_plans(shapes, hint, qwen=qwen)
+        _, mask_plan, build_ms, text_order = _layout_and_plans(shapes, hint, qwen=qwen)
         for kernel in kernels:
-            kwargs = {REGION_MASK_KWARG: RegionMask(mask_plan, kernel, reorder_text=qwen)}
+            kwargs = {REGION_MASK_KWARG: RegionMask(mask_plan, kernel, text_order)}
             times = _measure(lambda call=call, kwargs=kwargs: call(kwargs), timer, warmup, iters)
             record(
                 CaseResult(

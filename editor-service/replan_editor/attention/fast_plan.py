@@ -48,24 +48,29 @@ class FastCosts:
     """What a rect must be worth, in units of one (query, key) pair of a large unmasked fused call.
 
     Attributes:
-        min_rect_rows: fewest owned rows of a rect; fewer leave most of a GPU's multiprocessors idle in a
-            fused call (one tile of 128 rows per head), while the residual kernel splits long key ranges.
+        min_rect_rows: fewest owned rows of a rect; below, the residual kernel (which splits long key lists
+            across the GPU) takes them.
         min_rect_pairs: fewest owned pairs of a rect.
         row_copy: copying one token row (all heads) into a fresh output buffer.
+        merge_row: merging a residual into one row of a rect's output; the first rect is chosen by its area
+            less this for every row it leaves keys to (a rect that covers every row but leaves most of them a
+            few keys loses to one that finishes most rows).
         max_rects: most rects per plan.
     """
 
     min_rect_rows: int
     min_rect_pairs: int
     row_copy: float
+    merge_row: float
     max_rects: int = 4
 
 
 #: Hopper GPU at Kontext shapes (24 heads × 128, bf16): a pair ≈ 0.02 ns in cuDNN, a row copy ≈ 3 ns. Rects
-#: after the first run on a side stream, so even one of 64 hint rows × the latents is worth its own call.
-GPU_COSTS = FastCosts(min_rect_rows=64, min_rect_pairs=1 << 18, row_copy=150.0)
+#: after the first run on a side stream, so even a few dozen hint rows × the latents are worth their own call
+#: (measured on an H200: 2 hints of 64 tokens, 1.04× unmasked SDPA this way, 1.08× split in Triton).
+GPU_COSTS = FastCosts(min_rect_rows=16, min_rect_pairs=1 << 18, row_copy=150.0, merge_row=300.0)
 #: CPU: any rect beats gathering its rows.
-CPU_COSTS = FastCosts(min_rect_rows=1, min_rect_pairs=1, row_copy=20.0)
+CPU_COSTS = FastCosts(min_rect_rows=1, min_rect_pairs=1, row_copy=20.0, merge_row=40.0)
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,8 @@ def _best_rect(plan: MaskPlan, free: Bool, costs: FastCosts, *, first: bool) -> 
     allowed = plan.class_allowed.numpy()
     query_class, key_class = plan.query_class.numpy(), plan.key_class.numpy()
     free_rows = np.bincount(query_class[free], minlength=allowed.shape[0])
-    found = greedy_rectangles(allowed.copy(), free_rows, plan.key_class_sizes.numpy(), limit=1)
+    merge_row = costs.merge_row if first else 0.0  # later rects' rows are merged with nothing else
+    found = greedy_rectangles(allowed.copy(), free_rows, plan.key_class_sizes.numpy(), limit=1, merge_row=merge_row)
     if not found:
         return None
     key_classes: Bool = found[0][1]

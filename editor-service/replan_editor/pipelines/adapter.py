@@ -89,12 +89,11 @@ class BackboneAdapter(ABC):
         main_tokens: int,
         hint_tokens: tuple[int, ...],
         image_prompt: tuple[int, int] | None = None,
-        reorder_text: bool = False,
+        text_order: torch.Tensor | None = None,
     ) -> tuple[TokenLayout, RulePhases]:
-        """Token layout (`[hints | main | latents]`) and per-phase mask plans of a plan with regions.
-
-        `reorder_text`: the text stream is `[main | hints]` and the processor reorders it (see `RegionMask`).
-        """
+        """Token layout (`[hints | main | latents]`, `image_prompt` in plan order) and per-phase mask plans of
+        a plan with regions; `text_order`: the stream position of each plan text position, when the stream
+        is in another order (see `RegionMask`)."""
         settings = edit.settings
         layout = layout_from_plan(
             edit.plan,
@@ -109,7 +108,7 @@ class BackboneAdapter(ABC):
         )
         schedule = rule_schedule(settings, len(edit.plan.regions), has_image_prompt=self.has_image_prompt)
         kernel = settings.kernel or AttentionKernel.AUTO
-        return layout, RulePhases(layout, schedule, kernel, self.mask_cache, reorder_text=reorder_text)
+        return layout, RulePhases(layout, schedule, kernel, self.mask_cache, text_order=text_order)
 
     @staticmethod
     def step_hook(

@@ -39,8 +39,8 @@ class FluxRegionAttnProcessor(FluxAttnProcessor):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         if attention_mask is not None:
             raise ValueError("region attention replaces attention_mask; pass one or the other")
-        if region_mask.reorder_text:  # single-stream blocks join text and latents before the processor
-            raise ValueError("Kontext builds its text stream in plan order; reorder_text is for Qwen-Image")
+        if region_mask.text_order is not None:  # single-stream blocks join text and latents before the processor
+            raise ValueError("Kontext builds its text stream in plan order; text_order is for Qwen-Image")
 
         query, key, value, encoder_query, encoder_key, encoder_value = _get_qkv_projections(
             attn, hidden_states, encoder_hidden_states

@@ -28,6 +28,7 @@ from replan_common.protocol import Backbone
 from replan_editor.pipelines.adapter import BackboneAdapter, PreparedEdit, timed
 from replan_editor.pipelines.qwen_processor import QwenRegionAttnProcessor
 from replan_editor.pipelines.qwen_text import encode_qwen_text, template_tokens
+from replan_editor.pipelines.region_mask import plan_text_order
 from replan_editor.pipelines.steps import StepCallback, StopCheck
 
 _STOCK_CONDITION_AREA = 1024 * 1024
@@ -122,12 +123,13 @@ class QwenImageEditAdapter(BackboneAdapter):
                     del call["negative_prompt"]
                     call.update(self._padded_negative(negative, prompt_image))
             with timed(timings, "mask_plan_ms"):
+                order, image_prompt = plan_text_order(text.main_tokens, text.hint_tokens, text.image_prompt)
                 _, phases = self.region_setup(
                     edit,
                     main_tokens=text.main_tokens,
                     hint_tokens=text.hint_tokens,
-                    image_prompt=text.image_prompt,
-                    reorder_text=True,
+                    image_prompt=image_prompt,
+                    text_order=torch.tensor(order, device=self.device),
                 )
             call["prompt_embeds"] = text.prompt_embeds
             call["prompt_embeds_mask"] = torch.ones(text.prompt_embeds.shape[:2], dtype=torch.long, device=self.device)

@@ -9,7 +9,7 @@ they read the plan from their arguments and never count calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,32 +26,30 @@ REGION_MASK_KWARG = "region_mask"
 class RegionMask:
     """The mask plan one denoising step uses in every layer, and the kernel that runs it.
 
-    The plans put the hints before the main prompt (`[hints | main | latents]`), which lets the `fast`
-    kernel run the main prompt and the latents as one contiguous block. Kontext builds its text stream in
-    that order (every text token has position 0, so the order is free). Qwen-Image gives text tokens
-    sequential RoPE positions, so its stream stays `[main | hints]` and `reorder_text` is set: the processor
-    joins the text in plan order after RoPE (each token keeps its position) with `join`, and `split` puts the
-    text output back in stream order.
+    The plans order the joint sequence `[hints | main | latents]`, and a Qwen main prompt's vision span (the
+    `Image Prompt` group, which every token may see) last in the main prompt: then the main prompt and the
+    latents form one contiguous block, and so do the image prompt and the latents that the hints see, which
+    the `fast` kernel attends without masks or gathers. Kontext builds its text stream in that order (every
+    text token has position 0, so the order is free). Qwen-Image gives text tokens sequential RoPE
+    positions, so its stream keeps the encoder's order and `text_order` is set: the processor joins the text
+    in plan order after RoPE (each token keeps its position) with `join`, and `split` puts the text output
+    back in stream order.
+
+    Attributes:
+        text_order: for each text position of the plan, the stream position of its token (a permutation on
+            the processors' device); None when the stream is in plan order.
     """
 
     plan: MaskPlan
     kernel: AttentionKernel
-    reorder_text: bool = False
+    text_order: torch.Tensor | None = None
+    _stream_order: torch.Tensor | None = field(default=None, init=False, repr=False)
 
-    def join(self, text: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """The joint sequence `[B, S, ...]` in plan order from the text (in stream order) and the latents."""
-        if not self.reorder_text:
-            return torch.cat([text, latents], dim=1)
-        main = self.plan.layout.text.main_tokens
-        return torch.cat([text[:, main:], text[:, :main], latents], dim=1)
-
-    def split(self, joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(text in stream order, latents)` of a joint output `[B, S, ...]` in plan order."""
-        text = self.plan.layout.text
-        if not self.reorder_text:
-            return joint[:, : text.total], joint[:, text.total :]
-        hints = text.total - text.main_tokens
-        return torch.cat([joint[:, hints : text.total], joint[:, :hints]], dim=1), joint[:, text.total :]
+    def __post_init__(self) -> None:
+        if self.text_order is not None:
+            if self.text_order.numel() != self.plan.layout.text.total:
+                raise ValueError(f"text_order has {self.text_order.numel()} entries for {self.plan.layout.text.total}")
+            object.__setattr__(self, "_stream_order", torch.argsort(self.text_order))
 
     def applies_to(self, seq_len: int) -> bool:
         """Whether a joint sequence of `seq_len` tokens is the one the plan describes.
@@ -60,6 +58,32 @@ class RegionMask:
         whose text is the negative prompt); processors run it unmasked.
         """
         return seq_len == self.plan.seq_len
+
+    def join(self, text: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """The joint sequence `[B, S, ...]` in plan order from the text (in stream order) and the latents."""
+        if self.text_order is not None:
+            text = text.index_select(1, self.text_order)
+        return torch.cat([text, latents], dim=1)
+
+    def split(self, joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(text in stream order, latents)` of a joint output `[B, S, ...]` in plan order."""
+        total = self.plan.layout.text.total
+        text = joint[:, :total]
+        if self._stream_order is not None:
+            text = text.index_select(1, self._stream_order)
+        return text, joint[:, total:]
+
+
+def plan_text_order(
+    main_tokens: int, hint_tokens: tuple[int, ...], image_prompt: tuple[int, int]
+) -> tuple[list[int], tuple[int, int]]:
+    """For a stream `[main | hints]` whose main prompt holds the vision span `image_prompt`: the stream
+    position of each plan position (`[hints | main text | vision span]`) and the span's place in the plan's
+    main prompt."""
+    start, stop = image_prompt
+    hints = list(range(main_tokens, main_tokens + sum(hint_tokens)))
+    order = hints + list(range(start)) + list(range(stop, main_tokens)) + list(range(start, stop))
+    return order, (main_tokens - (stop - start), main_tokens)
 
 
 class RulePhases:
@@ -72,13 +96,13 @@ class RulePhases:
         kernel: AttentionKernel,
         cache: MaskPlanCache,
         *,
-        reorder_text: bool = False,
+        text_order: torch.Tensor | None = None,
     ) -> None:
         self.layout = layout
         self.schedule = schedule
-        self.default = RegionMask(cache.get(layout, schedule.default), kernel, reorder_text)
+        self.default = RegionMask(cache.get(layout, schedule.default), kernel, text_order)
         self.custom = (
-            RegionMask(cache.get(layout, schedule.custom), kernel, reorder_text) if schedule.switch_at > 0 else None
+            RegionMask(cache.get(layout, schedule.custom), kernel, text_order) if schedule.switch_at > 0 else None
         )
 
     def for_step(self, step: int) -> RegionMask:

@@ -77,17 +77,20 @@ def test_kontext_sequence_is_noise_then_image_latents(
     assert torch.equal(ids[:n, 1:], ids[n:, 1:]), "both copies on the same grid, in the same raster order"
 
 
-def _plans(grid: int, main: int, hints: tuple[int, ...], image_prompt: tuple[int, int] | None = None) -> tuple:
-    """The same regions as a main-first and a hints-first layout, with default rules."""
+def _plans(
+    grid: int, main: int, hints: tuple[int, ...], image_prompt: tuple[int, int] | None = None
+) -> tuple[Any, Any]:
+    """The same regions as a layout in stream order (`[main | hints]`) and one in plan order (hints first; a
+    Qwen image prompt last in the main prompt), with default rules."""
     from replan_common.geometry import Size, TokenSpan
     from replan_editor.attention import MaskPlan, TextLayout, TokenLayout, default_rules
+    from replan_editor.pipelines.region_mask import plan_text_order
 
     spans = (TokenSpan(0, 3, 1, 4), TokenSpan(2, grid, 3, grid))
     rules = default_rules(2, has_image_prompt=image_prompt is not None)
-    return tuple(
-        MaskPlan(TokenLayout(TextLayout(main, hints, image_prompt, hints_first=first), Size(grid, grid), spans), rules)
-        for first in (False, True)
-    )
+    plan_prompt = None if image_prompt is None else plan_text_order(main, hints, image_prompt)[1]
+    texts = (TextLayout(main, hints, image_prompt), TextLayout(main, hints, plan_prompt, hints_first=True))
+    return tuple(MaskPlan(TokenLayout(text, Size(grid, grid), spans), rules) for text in texts)  # type: ignore[return-value]
 
 
 def test_kontext_text_order_is_free_hints_first_equals_main_first() -> None:
@@ -110,10 +113,11 @@ def test_kontext_text_order_is_free_hints_first_equals_main_first() -> None:
     assert not torch.allclose(expected, plain, atol=1e-3)  # the regions do change the output
 
 
-def test_qwen_reorders_its_text_after_rope_so_hints_first_equals_main_first() -> None:
+def test_qwen_reorders_its_text_after_rope_so_plan_order_equals_stream_order() -> None:
     """Qwen text tokens have sequential RoPE positions: its stream stays `[main | hints]` and the processor joins
-    the text hints-first after RoPE, which must equal attending in the stream's order with a main-first plan."""
+    the text in plan order after RoPE, which must equal attending in the stream's order with a stream-order plan."""
     from replan_editor.pipelines import RegionMask
+    from replan_editor.pipelines.region_mask import plan_text_order
 
     transformer = build_tiny_qwen_image_edit_pipeline(seed=0).transformer
     transformer.set_attn_processor(QwenRegionAttnProcessor())
@@ -127,11 +131,10 @@ def test_qwen_reorders_its_text_after_rope_so_hints_first_equals_main_first() ->
         "return_dict": False,
     }
     main_first, hints_first = _plans(4, main, hints, image_prompt=(1, 5))
+    order = torch.tensor(plan_text_order(main, hints, (1, 5))[0])
     with torch.no_grad():
         expected = transformer(**inputs, attention_kwargs={"region_mask": RegionMask(main_first, "dense")})[0]
-        got = transformer(
-            **inputs, attention_kwargs={"region_mask": RegionMask(hints_first, "fast", reorder_text=True)}
-        )[0]
+        got = transformer(**inputs, attention_kwargs={"region_mask": RegionMask(hints_first, "fast", order)})[0]
         plain = transformer(**inputs)[0]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(expected, plain, atol=1e-3)
