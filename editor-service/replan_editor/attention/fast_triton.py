@@ -1,18 +1,19 @@
 """The `fast` kernel's residual on CUDA: two Triton kernels that attend row groups to their keys and merge.
 
 A fast plan leaves, beside its unmasked rects, row groups that must attend to a few more keys (a box's hint,
-a hint's latents) and be merged with their rect's partial result. Done with torch ops that is a gather, a
+a hint's own tokens) and be merged with their rect's partial result. Done with torch ops that is a gather, a
 small attention call and five elementwise passes per group; here it is one pass:
 
-- `_residual_kernel`: one program per (tile of up to 64 rows of one group, chunk of its keys, head). It
+- `_residual_kernel`: one program per (tile of up to `block_m` rows of one group, chunk of its keys, head). It
   loads the rows' queries by index, runs an online softmax over the keys (loaded by index too: any key set
   works), and either merges the result with the owner rect's `(out, lse)` and stores the final rows
   (*direct*: the group's keys fit in one chunk), or stores a partial `(out, lse)` to scratch (*split*: a
   long key list, e.g. a hint's 8192 latents, cut into chunks so its few rows spread over the whole GPU).
 - `_combine_kernel`: merges each split tile's partials with its owner's `(out, lse)` and stores the rows.
 
-Split programs read only q, k, v, so they run on a side stream while the rects run and fill the
-multiprocessors the rects leave idle; direct programs and the combine run after the rects. Softmax is in
+Split programs and the rects after the first read only q, k, v, so they run on a side stream while the first
+rect runs; direct programs and the combine run after the rects they merge with. Launch parameters are a
+`TritonConfig` (`bench/fast_parts.py` compares them). Softmax is in
 base 2 with the scale folded in (`exp2`), merges are exact log-sum-exp merges, accumulation is float32.
 Under `TRITON_INTERPRET=1` the same kernels run on the CPU (the tests compare them with the dense oracle).
 """
@@ -287,11 +288,12 @@ def build_work(fast: FastPlan, device: torch.device, config: TritonConfig) -> Tr
         key_start += num_keys
 
     def table(rows: list[tuple[int, int, int, int, int]] | list[tuple[int, int, int, int]]) -> torch.Tensor:
-        return torch.tensor(rows, dtype=torch.int32).T.contiguous().to(device)
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(rows, dtype=np.int32).T)).to(device)
 
     def index(arrays: list[npt.NDArray[np.int64]]) -> torch.Tensor:
-        flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-        return torch.from_numpy(flat if flat.size else np.zeros(1, dtype=np.int64)).to(torch.int32).to(device)
+        """One int32 index of the arrays' entries, on the device (NumPy casts: torch's CPU ops cost far more)."""
+        flat = np.concatenate(arrays).astype(np.int32) if arrays else np.zeros(0, dtype=np.int32)
+        return torch.from_numpy(flat if flat.size else np.zeros(1, dtype=np.int32)).to(device)
 
     return TritonWork(
         row_index=index([g.rows for g in fast.groups]),
