@@ -2,12 +2,12 @@
 
 `fast_plan` cuts the mask plan into rects (unmasked calls on contiguous views: no mask is evaluated over the
 bulk of the pairs, no row is gathered) and row groups (the few keys a row may see beyond its rect: a box's
-hint, a hint's latents). This module runs the rects with the fused kernel that also returns the
+hint, a hint's own tokens). This module runs the rects with the fused kernel that also returns the
 log-sum-exp (cuDNN on CUDA) and the residual with one of two implementations of the same function:
 
 - `triton` (CUDA): `fast_triton`'s kernels attend every row group to its keys and merge with the owner's
-  partial in one pass, long key lists split across the GPU and computed on a side stream while the rects
-  run; this is what makes region attention cost about what the unmasked call costs.
+  partial in one pass (long key lists split across the GPU), and run the rects after the first on a side
+  stream; this is what makes region attention cost about what the unmasked call costs (docs/performance.md).
 - `torch` (CPU, or CUDA without Triton): per row group, gather, `attention_with_lse`, merge, scatter.
 
 Attention is permutation-equivariant once RoPE is applied, so attending gathered rows to gathered keys and
