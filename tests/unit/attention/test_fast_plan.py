@@ -74,8 +74,8 @@ def check_covers_exactly(plan: MaskPlan, fast: FastPlan) -> None:
 
 
 def dense_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: MaskPlan) -> torch.Tensor:
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=plan.dense_mask())
-    return out.masked_fill(plan.empty_rows()[:, None], 0.0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=plan.dense_mask(q.device))
+    return out.masked_fill(plan.empty_rows(q.device)[:, None], 0.0)
 
 
 @pytest.mark.parametrize("costs", list(FORCING), ids=list(FORCING))

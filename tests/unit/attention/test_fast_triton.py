@@ -24,6 +24,8 @@ from .cases import Case, kernel_cases, qkv
 from .test_fast_plan import FORCING, dense_reference
 
 CASES = kernel_cases(12, seed=2024)
+#: Where the kernels run: the GPU when there is one (compiled), else the CPU (interpreted).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 CONFIGS = {
     "default": TritonConfig(),
     "split": TritonConfig(block_m=16, block_n=16, chunk_keys=16),  # long key lists split, then combined
@@ -35,7 +37,7 @@ CONFIGS = {
 @pytest.mark.parametrize("case", CASES, ids=[c.description for c in CASES])
 def test_triton_residual_matches_dense(case: Case, config: str) -> None:
     plan = MaskPlan(case.layout, case.rules)
-    q, k, v = qkv(plan.seq_len, seed=plan.seq_len, batch=1, heads=2, dim=16)
+    q, k, v = (x.to(DEVICE) for x in qkv(plan.seq_len, seed=plan.seq_len, batch=1, heads=2, dim=16))
     expected = dense_reference(q, k, v, plan)
     for costs in (GPU_COSTS, CPU_COSTS, FORCING["no_rects"], FORCING["never_extend"]):
         fast = build_fast_plan(plan, costs)
@@ -60,9 +62,10 @@ def test_the_cases_reach_every_launch_kind() -> None:
 def test_head_dims_that_are_not_powers_of_two_and_batches(dim: int) -> None:
     case = CASES[3]
     plan = MaskPlan(case.layout, case.rules)
-    q, k, v = qkv(plan.seq_len, seed=7, batch=2, heads=3, dim=dim)
+    q, k, v = (x.to(DEVICE) for x in qkv(plan.seq_len, seed=7, batch=2, heads=3, dim=dim))
     out = region_attention(q, k, v, plan, kernel=AttentionKernel.FAST, options=KernelOptions(fast_residual="triton"))
     torch.testing.assert_close(out, dense_reference(q, k, v, plan), atol=2e-5, rtol=2e-5)
+    assert out.device == DEVICE
 
 
 def test_work_lists_tile_every_group_row_and_split_every_key_list_exactly() -> None:
