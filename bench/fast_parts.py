@@ -147,7 +147,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         "cuda": torch.version.cuda,
         "triton": _triton_version(),
         "commit": args.commit or git_commit(),
-        "shapes": asdict(replace(shapes)),
+        "shapes": asdict(shapes),
         "warmup": warmup,
         "iters": iters,
         "variants": {name: {"costs": asdict(c), "triton": asdict(t)} for name, (c, t) in variants.items()},

@@ -206,9 +206,9 @@ def _row_groups(plan: MaskPlan, rects: list[Rect], owner: Ints, out_from_first: 
         if keys.size == 0 and row_owner < 0:
             zero.append(rows)
         elif keys.size or not (row_owner == 0 and out_from_first):
-            groups.append(RowGroup(rows.astype(np.int64), row_owner, keys.astype(np.int64)))
+            groups.append(RowGroup(rows.astype(np.int64, copy=False), row_owner, keys.astype(np.int64, copy=False)))
     zero_rows = np.sort(np.concatenate(zero)) if zero else np.zeros(0, dtype=np.int64)
-    return groups, zero_rows.astype(np.int64)
+    return groups, zero_rows.astype(np.int64, copy=False)
 
 
 def build_fast_plan(plan: MaskPlan, costs: FastCosts = GPU_COSTS) -> FastPlan:

@@ -312,6 +312,7 @@ def _side_stream(device: torch.device) -> torch.cuda.Stream:
 
 
 def _strides(x: torch.Tensor) -> tuple[int, int, int]:
+    """The first three strides: batch, head and row of `[B, H, S, D]` tensors and `[B, H, S]` LSEs."""
     return x.stride(0), x.stride(1), x.stride(2)
 
 
@@ -325,10 +326,6 @@ def compiled_kernels() -> int | None:
             return None
         total += sum(len(entry[0]) for entry in caches.values())
     return total
-
-
-def _lse_strides(lse: torch.Tensor) -> tuple[int, int, int]:
-    return lse.stride(0), lse.stride(1), lse.stride(2)
 
 
 def run_triton(
@@ -352,7 +349,7 @@ def run_triton(
         if launch.owner < 0:
             return _Base(out, part_lse, 0, (0,) * 6)
         base_out, base_lse = partials[launch.owner]
-        strides = (*_strides(base_out), *_lse_strides(base_lse))
+        strides = (*_strides(base_out), *_strides(base_lse))
         return _Base(base_out, base_lse, fast.rects[launch.owner].q0, strides)
 
     def residual(launch: _Launch, out: torch.Tensor, partials: list[Partial], *, direct: bool) -> None:
